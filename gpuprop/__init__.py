@@ -1,0 +1,16 @@
+"""gpuprop: JAX-style automatic differentiation on NumPy (CPU) or CuPy (CUDA).
+
+    import gpuprop as gp, gpuprop.numpy as gnp
+    df = gp.grad(lambda x: gnp.sum(gnp.tanh(x) ** 2))
+"""
+from .backend import (get_backend, set_backend, use_backend, register_backend,
+                      backend_names, Backend, BackendMismatchError)
+from .core import UnexpectedTracerError, ShapedArray
+from .tree import (tree_flatten, tree_unflatten, tree_map, tree_leaves,
+                   tree_structure, register_pytree_node, register_pytree_node_class)
+from .autodiff import grad, value_and_grad, vjp, jacobian, hessian, custom_vjp
+from .devices import asarray, to_numpy, device_put
+from .numpy import stop_gradient
+from . import numpy
+
+__version__ = "0.1.0"

@@ -1,0 +1,383 @@
+"""Reverse mode: the tape trace, and grad, value_and_grad, vjp, jacobian,
+hessian, custom_vjp built on it.
+
+A `ReverseTracer` holds its primal value (an array, or a tracer of a lower
+level) and the tape `Node` that produced it.  Running a function on such
+tracers records one node per differentiable primitive.  The backward pass
+walks the nodes in reverse creation order, calling each primitive's VJP rule;
+the rules bind primitives too, so an enclosing transform records the backward
+pass: that is grad(grad(f)).
+"""
+import itertools
+
+import numpy as np
+
+from . import backend
+from .core import ShapedArray, Trace, Tracer, new_main
+from .numpy import elementwise as ew
+from .numpy.creation import ones, zeros
+from .numpy.shape import reshape, stack
+from .tree import tree_flatten, tree_unflatten, tree_map
+
+_counter = itertools.count()
+
+
+class Node:
+    """One recorded primitive: what its VJP rules need, and its parents."""
+    __slots__ = ("prim", "primals", "out", "params", "parents", "seq")
+
+    def __init__(self, prim, primals, out, params, parents):
+        self.prim = prim
+        self.primals = primals
+        self.out = out
+        self.params = params
+        self.parents = parents
+        self.seq = next(_counter)    # creation order is a topological order
+
+
+class ReverseTracer(Tracer):
+    __slots__ = ("primal", "node")
+
+    def __init__(self, trace, primal, node):
+        self._trace = trace
+        self.primal = primal
+        self.node = node
+
+    @property
+    def aval(self):
+        p = self.primal
+        return p.aval if isinstance(p, Tracer) else ShapedArray(np.shape(p), p.dtype)
+
+    # the primal answers directly: cheaper than building an abstract value
+    shape = property(lambda self: np.shape(self.primal))
+    dtype = property(lambda self: self.primal.dtype)
+
+
+class ReverseTrace(Trace):
+    name = "grad"
+
+    def pure(self, val):
+        return ReverseTracer(self, val, None)
+
+    lift = pure
+
+    def process_primitive(self, prim, tracers, params):
+        primals = [t.primal for t in tracers]
+        out = prim.bind(*primals, **params)
+        if not prim.differentiable or out.dtype.kind not in "fc":
+            return ReverseTracer(self, out, None)
+        parents = [t.node for t in tracers]
+        if not any(parents):
+            return ReverseTracer(self, out, None)
+        return ReverseTracer(self, out, Node(prim, primals, out, params, parents))
+
+    def process_custom_vjp(self, fun, fwd, bwd, tracers):
+        primals = [t.primal for t in tracers]
+        parents = [t.node for t in tracers]
+        if not any(parents):
+            return ReverseTracer(self, fun(*primals), None)
+        out, residuals = fwd(*primals)
+        rule = _CustomRule(fun, bwd, residuals)
+        return ReverseTracer(self, out, Node(rule, primals, out, {}, parents))
+
+    @staticmethod
+    def concrete(tracer, why):
+        p = tracer.primal
+        return p._concrete(why) if isinstance(p, Tracer) else p
+
+
+class _CustomRule:
+    """Stands in for a primitive on the tape of a custom_vjp function."""
+    vjp = None
+
+    def __init__(self, fun, bwd, residuals):
+        self.name = getattr(fun, "__name__", "custom_vjp")
+        self.bwd, self.residuals = bwd, residuals
+        self.last = (None, None)    # (g, cotangents): bwd runs once per g
+
+    def vjp_variadic(self, i, g, out, *primals):
+        if self.last[0] is g:
+            return self.last[1][i]
+        cts = self.bwd(self.residuals, g)
+        if not isinstance(cts, tuple) or len(cts) != len(primals):
+            raise TypeError(f"custom_vjp {self.name}: the backward function must return "
+                            f"a tuple of {len(primals)} cotangents, one per argument, "
+                            f"got {type(cts).__name__}")
+        self.last = (g, cts)
+        return cts[i]
+
+
+class _Leaf:
+    """The tape node of an input being differentiated."""
+    __slots__ = ("seq",)
+    prim = None
+
+    def __init__(self):
+        self.seq = next(_counter)
+
+
+def _inexact(x):
+    return np.dtype(x.dtype).kind in "fc"
+
+
+def backward_pass(roots, release):
+    """Cotangents of every node reachable from `roots` [(node, ct)].
+
+    Nodes are visited in reverse creation order (a topological order), with
+    no recursion, so chains of any length work.  With `release`, each node
+    drops what it saved as soon as its rule has run."""
+    reachable, stack = {}, [n for n, _ in roots]
+    while stack:
+        n = stack.pop()
+        if n is None or n.seq in reachable:
+            continue
+        reachable[n.seq] = n
+        if n.prim is not None:
+            stack.extend(n.parents)
+    cts = {}
+    for node, ct in roots:
+        _accumulate(cts, node, ct)
+    for seq in sorted(reachable, reverse=True):
+        node = reachable[seq]
+        if node.prim is None:
+            continue
+        g = cts.pop(node, None)
+        if g is not None:
+            prim, args, params = node.prim, node.primals, node.params
+            for i, parent in enumerate(node.parents):
+                if parent is None:
+                    continue
+                if prim.vjp is not None:
+                    c = prim.vjp[i](g, node.out, *args, **params)
+                else:
+                    c = prim.vjp_variadic(i, g, node.out, *args, **params)
+                if c is None:
+                    continue
+                if c.dtype != args[i].dtype:
+                    c = ew.astype(c, args[i].dtype)
+                _accumulate(cts, parent, c)
+        if release:
+            node.primals = node.out = node.params = None
+    return cts
+
+
+def _accumulate(cts, node, c):
+    prev = cts.get(node)
+    cts[node] = c if prev is None else ew.add(prev, c)
+
+
+def _check_differentiable(name, argnums, leaves):
+    for leaf in leaves:
+        dt = leaf.dtype if hasattr(leaf, "dtype") else np.result_type(leaf)
+        if np.dtype(dt).kind not in "fc":
+            raise TypeError(
+                f"{name}: argument {argnums} has dtype {np.dtype(dt)}; only floating "
+                f"point inputs can be differentiated. Pass floats (e.g. 2.0, or "
+                f"x.astype(gnp.float32)), or move the argument out of argnums")
+
+
+def _as_input(name, leaf):
+    """A leaf to differentiate: Python floats become float64 0-d arrays."""
+    if isinstance(leaf, Tracer):
+        return leaf
+    be = backend.current()
+    if isinstance(leaf, (float, complex)) or isinstance(leaf, np.generic):
+        return be.from_host(np.asarray(leaf))
+    if not be.owns(leaf):
+        raise backend.mismatch(name, leaf, be)
+    return leaf
+
+
+def _vjp(name, f, primals, argnums, has_aux, release):
+    """Run f on tracers for the arguments in argnums; return its outputs (the
+    primal values), aux, and a function from output cotangents to gradients."""
+    single = isinstance(argnums, int)
+    nums = (argnums,) if single else tuple(argnums)
+    for i in nums:
+        if not -len(primals) <= i < len(primals):
+            raise ValueError(f"{name}: argnums {argnums} out of range for "
+                             f"{len(primals)} positional argument(s)")
+    primals = list(primals)
+    with new_main(ReverseTrace) as main:
+        trace, in_trees, in_nodes = main.trace, [], []
+        for i in nums:
+            leaves, td = tree_flatten(primals[i])
+            _check_differentiable(name, i, leaves)
+            leaves = [_as_input(name, x) for x in leaves]
+            nodes = [_Leaf() for _ in leaves]
+            primals[i] = tree_unflatten(td, [ReverseTracer(trace, x, n)
+                                             for x, n in zip(leaves, nodes)])
+            in_trees.append((td, leaves, nodes))
+        result = f(*primals)
+        if has_aux:
+            if not (isinstance(result, tuple) and len(result) == 2):
+                raise TypeError(f"{name} with has_aux=True: the function must return "
+                                f"a pair (output, aux), got {type(result).__name__}")
+            result, aux = result
+        out_leaves, out_tree = tree_flatten(result)
+        outs = [trace.full_raise(o) if isinstance(o, Tracer) else trace.pure(o)
+                for o in out_leaves]
+    out_primals = [o.primal for o in outs]
+    out_nodes = [o.node for o in outs]
+    aux = _lower_all(aux, main) if has_aux else None
+
+    def backward(out_cts):
+        cts = backward_pass([(n, c) for n, c in zip(out_nodes, out_cts) if n is not None],
+                            release)
+        grads = []
+        for td, leaves, nodes in in_trees:
+            grads.append(tree_unflatten(td, [
+                cts[n] if n in cts else zeros(np.shape(x), x.dtype)
+                for x, n in zip(leaves, nodes)]))
+        return grads[0] if single else tuple(grads)
+
+    return out_primals, out_tree, aux, backward
+
+
+def _lower_all(tree, main):
+    """aux leaves computed from our tracers come out as their primal values."""
+    def lower(x):
+        while isinstance(x, ReverseTracer) and x._trace.main is main:
+            x = x.primal
+        return x
+    return tree_map(lower, tree)
+
+
+def _scalar_output(name, out_primals, out_tree):
+    if len(out_primals) != 1 or out_tree.kind is not None:
+        raise TypeError(f"{name}: the function must return a single scalar, got a "
+                        f"{out_tree} pytree; use gpuprop.vjp or gpuprop.jacobian for "
+                        f"non-scalar outputs (or has_aux=True to return extra data)")
+    out = out_primals[0]
+    shape = np.shape(out)
+    if shape != () or not _inexact(out):
+        raise TypeError(f"{name}: the function must return a scalar (shape ()) of a "
+                        f"floating dtype, got shape {shape} and dtype {out.dtype}; "
+                        f"reduce it (e.g. gnp.sum or gnp.mean), or use gpuprop.vjp / "
+                        f"gpuprop.jacobian for non-scalar outputs")
+    return out
+
+
+def value_and_grad(f, argnums=0, has_aux=False):
+    """f -> (x -> (f(x), df/dx)) for a scalar-valued f.  With has_aux, f
+    returns (value, aux) and the result is ((value, aux), grad)."""
+    name = f"value_and_grad({getattr(f, '__name__', 'f')})"
+
+    def vg(*args):
+        outs, out_tree, aux, backward = _vjp(name, f, args, argnums, has_aux, True)
+        out = _scalar_output(name, outs, out_tree)
+        g = backward([ones((), out.dtype)])
+        return ((out, aux) if has_aux else out), g
+
+    return vg
+
+
+def grad(f, argnums=0, has_aux=False):
+    """f -> df/dx for a scalar-valued f; argnums picks the argument(s) (an int
+    or a tuple); the gradient mirrors the argument's pytree and dtype."""
+    vg = value_and_grad(f, argnums, has_aux)
+
+    def g(*args):
+        (value, g_) = vg(*args)
+        return (g_, value[1]) if has_aux else g_
+
+    g.__name__ = f"grad({getattr(f, '__name__', 'f')})"
+    return g
+
+
+def vjp(f, *primals, has_aux=False):
+    """(f(*primals), vjp_fn): vjp_fn(cotangent of the output) gives a tuple of
+    cotangents, one per primal.  vjp_fn may be called any number of times."""
+    name = f"vjp({getattr(f, '__name__', 'f')})"
+    outs, out_tree, aux, backward = _vjp(name, f, primals, tuple(range(len(primals))),
+                                         has_aux, False)
+
+    def vjp_fn(ct):
+        cts, ct_tree = tree_flatten(ct)
+        if ct_tree != out_tree:
+            raise ValueError(f"{name}: the cotangent's structure {ct_tree} differs from "
+                             f"the output's {out_tree}")
+        for c, o in zip(cts, outs):
+            if np.shape(c) != np.shape(o):
+                raise ValueError(f"{name}: cotangent of shape {np.shape(c)} for an "
+                                 f"output of shape {np.shape(o)}")
+        return backward(cts)
+
+    out = tree_unflatten(out_tree, outs)
+    return (out, vjp_fn, aux) if has_aux else (out, vjp_fn)
+
+
+def jacobian(f, argnums=0):
+    """Reverse-mode Jacobian: for each output leaf of shape S and input leaf of
+    shape T, an array of shape S + T (one backward pass per output element)."""
+    name = f"jacobian({getattr(f, '__name__', 'f')})"
+
+    def jac(*args):
+        outs, out_tree, _, backward = _vjp(name, f, args, argnums, False, False)
+        rows_per_out = []
+        for k, o in enumerate(outs):
+            size = int(np.prod(np.shape(o)))
+            rows = []
+            for j in range(size):
+                cts = [zeros(np.shape(p), p.dtype) for p in outs]
+                basis = np.zeros(size, np.dtype(o.dtype))
+                basis[j] = 1
+                cts[k] = backend.current().from_host(basis.reshape(np.shape(o)))
+                rows.append(backward(cts))
+            rows_per_out.append((o, rows))
+
+        def assemble(o, rows):
+            def leafwise(*gs):
+                shape = np.shape(o) + np.shape(gs[0]) if gs else np.shape(o)
+                return reshape(stack(gs), shape) if gs else zeros(shape, o.dtype)
+            return tree_map(leafwise, *rows) if rows else _empty_like_grad(o, args, argnums)
+
+        return tree_unflatten(out_tree, [assemble(o, rows) for o, rows in rows_per_out])
+
+    return jac
+
+
+def _empty_like_grad(o, args, argnums):
+    nums = (argnums,) if isinstance(argnums, int) else argnums
+    grads = tuple(tree_map(lambda x: zeros(np.shape(o) + np.shape(x), x.dtype), args[i])
+                  for i in nums)
+    return grads[0] if isinstance(argnums, int) else grads
+
+
+def hessian(f, argnums=0):
+    """The matrix of second derivatives: jacobian of grad (reverse over reverse)."""
+    return jacobian(grad(f, argnums), argnums)
+
+
+class custom_vjp:
+    """A function with a derivative rule of its own, as in JAX:
+
+        @custom_vjp
+        def f(x): ...
+        def f_fwd(x): return f(x), residuals
+        def f_bwd(residuals, g): return (cotangent_of_x,)
+        f.defvjp(f_fwd, f_bwd)
+
+    f returns one array; f_bwd returns a tuple with a cotangent per argument."""
+
+    def __init__(self, fun):
+        self.fun, self.fwd, self.bwd = fun, None, None
+        self.__name__ = getattr(fun, "__name__", "custom_vjp")
+        self.__doc__ = fun.__doc__
+
+    def defvjp(self, fwd, bwd):
+        self.fwd, self.bwd = fwd, bwd
+        return self
+
+    def __call__(self, *args):
+        if self.fwd is None:
+            raise TypeError(f"custom_vjp {self.__name__}: call defvjp(fwd, bwd) first")
+        top = None
+        for a in args:
+            if isinstance(a, Tracer) and (top is None or a._trace.main.level > top.level):
+                top = a._trace.main
+        if top is None:
+            return self.fun(*args)
+        trace = top.trace
+        return trace.process_custom_vjp(self.fun, self.fwd, self.bwd,
+                                        [trace.full_raise(a) for a in args])

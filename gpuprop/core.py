@@ -1,0 +1,276 @@
+"""The core: primitives, abstract values, tracers, trace levels and `bind`.
+
+It knows no calculus and no NumPy function names.  A transform (grad, jit)
+opens a *level* with `new_main`; its tracers carry that level.  `bind` finds
+the highest level among a primitive's arguments and lets that level's trace
+process it; values from lower levels enter that trace as constants.  With no
+tracer among the arguments the primitive simply runs on the active backend.
+"""
+import contextlib
+import threading
+
+import numpy as np
+
+from . import backend
+
+
+class ShapedArray:
+    """An abstract value: what staging knows of an array (shape and dtype)."""
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, shape, dtype):
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+
+    ndim = property(lambda self: len(self.shape))
+    size = property(lambda self: int(np.prod(self.shape, dtype=np.int64)))
+
+    def __eq__(self, other):
+        return (isinstance(other, ShapedArray) and self.shape == other.shape
+                and self.dtype == other.dtype)
+
+    def __hash__(self):
+        return hash((self.shape, self.dtype))
+
+    def __repr__(self):
+        return f"{short_dtype(self.dtype)}[{','.join(map(str, self.shape))}]"
+
+
+def short_dtype(dtype):
+    d = np.dtype(dtype)
+    return {"f": "f", "i": "i", "u": "u", "b": "bool", "c": "c"}[d.kind] + (
+        "" if d.kind == "b" else str(8 * d.itemsize))
+
+
+def aval(x):
+    """The abstract value of an argument; Python scalars stay as they are, so
+    shape rules can apply NumPy's weak promotion to them."""
+    if isinstance(x, Tracer):
+        return x.aval
+    if type(x) in (bool, int, float, complex):
+        return x
+    return ShapedArray(np.shape(x), x.dtype)
+
+
+class Primitive:
+    """A named operation with its rules.
+
+    impl(xp, *args, **params)           runs on the backend namespace `xp`
+    abstract_eval(*avals, **params)     ShapedArray of the output; raises the
+                                        user-facing error for bad shapes/dtypes
+    vjp                                 tuple: for each argument, a rule
+                                        (g, out, *args, **params) -> cotangent,
+                                        written with gpuprop.numpy; None entries
+                                        (or vjp=None) mean not differentiable
+    vjp_variadic(i, g, out, *args, **params)   for primitives of any arity
+    """
+
+    def __init__(self, name, impl, abstract_eval, vjp=None, vjp_variadic=None,
+                 **rules):
+        self.name = name
+        self.impl = impl
+        self.abstract_eval = abstract_eval
+        self.vjp = vjp
+        self.vjp_variadic = vjp_variadic
+        self.differentiable = vjp is not None or vjp_variadic is not None
+        self.rules = rules      # further per-transform rules (e.g. fusion templates)
+
+    def bind(self, *args, **params):
+        return bind(self, args, params)
+
+    def __repr__(self):
+        return f"{self.name}_p"
+
+
+class Tracer:
+    """A value seen by a transform.  Subclasses say what they carry; Python
+    operators and NumPy interop are attached by gpuprop.numpy."""
+    __slots__ = ("_trace",)
+    __array_priority__ = 1000
+
+    @property
+    def aval(self):
+        raise NotImplementedError
+
+    shape = property(lambda self: self.aval.shape)
+    dtype = property(lambda self: self.aval.dtype)
+    ndim = property(lambda self: len(self.shape))
+    size = property(lambda self: int(np.prod(self.shape, dtype=np.int64)))
+
+    def __len__(self):
+        if not self.shape:
+            raise TypeError("len() of a 0-d array")
+        return self.shape[0]
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def _concrete(self, why):
+        """The value behind this tracer, for Python control flow; staging has none."""
+        return self._trace.main.trace_type.concrete(self, why)
+
+    def __bool__(self):
+        return bool(self._concrete("bool()"))
+
+    def __float__(self):
+        return float(self._concrete("float()"))
+
+    def __int__(self):
+        return int(self._concrete("int()"))
+
+    def __index__(self):
+        return int(self._concrete("use as an index"))
+
+    def item(self):
+        return self._concrete(".item()").item()
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError(
+            f"a gpuprop tracer ({self.aval}) cannot be converted to a NumPy "
+            f"array: inside grad/jit, compute with `gpuprop.numpy` (import "
+            f"gpuprop.numpy as gnp) instead of numpy, so the operation is seen")
+
+    __hash__ = object.__hash__
+
+    def __repr__(self):
+        return f"{type(self).__name__}<{self.aval}, level {self._trace.main.level}>"
+
+
+class UnexpectedTracerError(RuntimeError):
+    """A tracer is used after the transform that made it has finished."""
+
+
+def leaked(t):
+    return UnexpectedTracerError(
+        f"a tracer ({t.aval}) of a {t._trace.main.trace_type.name} transform that has "
+        f"already finished was used: it leaked out of the function being "
+        f"transformed (stored in a global, a closure or an object, or returned "
+        f"through aux). Return it as an output of the function instead")
+
+
+class Trace:
+    """How one level processes primitives.  `pure` wraps a constant."""
+    name = "?"
+
+    def __init__(self, main):
+        self.main = main
+
+    def pure(self, val):
+        raise NotImplementedError
+
+    lift = pure
+
+    def full_raise(self, val):
+        if not isinstance(val, Tracer):
+            return self.pure(val)
+        m = val._trace.main
+        if m is self.main:
+            return val
+        if m.alive and m.level < self.main.level:
+            return self.lift(val)
+        raise leaked(val)
+
+    def process_primitive(self, prim, tracers, params):
+        raise NotImplementedError
+
+    def process_custom_vjp(self, fun, fwd, bwd, tracers):
+        return fun(*tracers)
+
+    @staticmethod
+    def concrete(tracer, why):
+        raise NotImplementedError
+
+
+class MainTrace:
+    __slots__ = ("level", "trace_type", "trace", "alive", "data")
+
+    def __init__(self, level, trace_type, data=None):
+        self.level = level
+        self.trace_type = trace_type
+        self.trace = trace_type(self)
+        self.alive = True
+        self.data = data
+
+
+class _Stack(threading.local):
+    def __init__(self):
+        self.mains = []
+
+
+_stack = _Stack()
+
+
+@contextlib.contextmanager
+def new_main(trace_type, data=None):
+    """Open a new level for a transform; its tracers die when it closes."""
+    mains = _stack.mains
+    main = MainTrace(len(mains) + 1, trace_type, data)
+    mains.append(main)
+    try:
+        yield main
+    finally:
+        mains.pop()
+        main.alive = False
+
+
+def bind(prim, args, params):
+    top = None
+    for a in args:
+        if isinstance(a, Tracer):
+            m = a._trace.main
+            if top is None or m.level > top.level:
+                top = m
+    if top is None:
+        return eval_primitive(prim, args, params)
+    if not top.alive:
+        raise leaked(next(a for a in args if isinstance(a, Tracer) and a._trace.main is top))
+    trace = top.trace
+    return trace.process_primitive(prim, [trace.full_raise(a) for a in args], params)
+
+
+def eval_primitive(prim, args, params):
+    """Run a primitive on concrete arrays of the active backend."""
+    be = backend.current()
+    ok = be.ok_types
+    for a in args:
+        if type(a) not in ok:
+            args = _coerce_args(prim, args, be)
+            break
+    try:
+        return prim.impl(be.xp, *args, **params)
+    except (ValueError, TypeError, IndexError) as e:
+        raise explain(prim, args, params, e) from e
+
+
+def _coerce_args(prim, args, be):
+    out = []
+    for a in args:
+        if type(a) in be.ok_types or isinstance(a, be.array_types):
+            out.append(a)
+        elif isinstance(a, (list, tuple)):
+            out.append(be.from_host(np.asarray(a)))
+        elif isinstance(a, Tracer):     # only a dead tracer can get here
+            raise leaked(a)
+        else:
+            raise backend.mismatch(f"gnp.{prim.name}", a, be)
+    return tuple(out)
+
+
+def explain(prim, args, params, err):
+    """A failing implementation: let the shape rule name the problem, else
+    add the operation and its arguments to the backend's message."""
+    try:
+        prim.abstract_eval(*map(aval, args), **params)
+    except (ValueError, TypeError, IndexError) as rule_err:
+        return rule_err
+    described = ", ".join(str(aval(a)) for a in args)
+    return type(err)(f"gnp.{prim.name}({described}{_fmt_params(params)}): {err}")
+
+
+def _fmt_params(params):
+    return "".join(f", {k}={v}" for k, v in params.items())
+
+
+def abstract_eval(prim, args, params):
+    """Shape rule on abstract values (used by staging)."""
+    return prim.abstract_eval(*map(aval, args), **params)

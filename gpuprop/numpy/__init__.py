@@ -1,0 +1,87 @@
+"""gpuprop.numpy: differentiable array functions under NumPy's names.
+
+    import gpuprop.numpy as gnp
+
+Called on plain arrays with no transform active they just compute on the
+active backend; inside grad/jit they are seen and differentiated/staged.
+This module also gives tracers their Python operators and routes NumPy
+functions called on a tracer (np.exp(t)) to the functions here.
+"""
+import numpy as _np
+
+from ..core import Tracer as _Tracer
+from .elementwise import (
+    add, subtract, multiply, divide, true_divide, negative, power, exp, log, log1p,
+    expm1, sqrt, square, reciprocal, sin, cos, tanh, logistic, sigmoid, abs, absolute,
+    sign, maximum, minimum, where, clip, astype, stop_gradient, greater,
+    greater_equal, less, less_equal, equal, not_equal, logical_and, logical_or,
+    logical_not, isfinite, isnan)
+from .reductions import sum, mean, max, min, var, std, argmax, argmin
+from .shape import (reshape, transpose, broadcast_to, swapaxes, moveaxis, squeeze,
+                    expand_dims, ravel, getitem, concatenate, stack)
+from .linalg import matmul, dot, outer
+from .composites import logsumexp, softmax, log_softmax, relu, softplus
+from .creation import (
+    asarray, array, zeros, ones, full, zeros_like, ones_like, full_like, arange,
+    linspace, eye, shape, ndim, size, float32, float64, int32, int64, bool_, pi, e,
+    inf, nan, newaxis)
+
+amax, amin = max, min
+
+
+def _swap(f):
+    return lambda self, other: f(other, self)
+
+
+def _install_tracer_methods():
+    T = _Tracer
+    for name, f in [("add", add), ("sub", subtract), ("mul", multiply),
+                    ("truediv", divide), ("pow", power), ("matmul", matmul)]:
+        setattr(T, f"__{name}__", f)
+        setattr(T, f"__r{name}__", _swap(f))
+    for name, f in [("lt", less), ("le", less_equal), ("gt", greater),
+                    ("ge", greater_equal), ("eq", equal), ("ne", not_equal),
+                    ("and", logical_and), ("or", logical_or)]:
+        setattr(T, f"__{name}__", f)
+    T.__neg__ = negative
+    T.__pos__ = lambda self: self
+    T.__abs__ = abs
+    T.__invert__ = logical_not
+    T.__getitem__ = getitem
+    T.T = property(lambda self: transpose(self))
+    T.reshape = lambda self, *shape: reshape(
+        self, shape[0] if len(shape) == 1 and not isinstance(shape[0], int) else shape)
+    T.transpose = lambda self, *axes: transpose(self, axes or None)
+    for name, f in [("sum", sum), ("mean", mean), ("max", max), ("min", min),
+                    ("var", var), ("std", std), ("argmax", argmax), ("argmin", argmin)]:
+        setattr(T, name, f)
+    T.astype = astype
+    T.squeeze = squeeze
+    T.ravel = ravel
+    T.clip = clip
+    T.__array_ufunc__ = _array_ufunc
+    T.__array_function__ = _array_function
+
+
+def _unsupported(what):
+    return TypeError(f"{what} was applied to a gpuprop tracer and has no gpuprop "
+                     f"equivalent; inside grad/jit use `gpuprop.numpy` (import "
+                     f"gpuprop.numpy as gnp), whose functions are differentiable")
+
+
+def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
+    """np.exp(t), ndarray * t, ...: use the gpuprop function of the same name."""
+    f = globals().get(ufunc.__name__)
+    if method != "__call__" or kwargs or not callable(f):
+        raise _unsupported(f"numpy.{ufunc.__name__}" + ("" if method == "__call__" else f".{method}"))
+    return f(*inputs)
+
+
+def _array_function(self, func, types, args, kwargs):
+    f = globals().get(func.__name__)
+    if not callable(f) or getattr(f, "__module__", "").split(".")[0] != "gpuprop":
+        raise _unsupported(f"numpy.{func.__name__}")
+    return f(*args, **kwargs)
+
+
+_install_tracer_methods()

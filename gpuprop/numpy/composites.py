@@ -1,0 +1,36 @@
+"""Numerically stable functions built from the primitives."""
+from . import elementwise as ew, reductions as red, shape as sh
+
+
+def _stable_max(x, axis):
+    # the shift is a constant for differentiation (it cancels analytically) and
+    # is taken as 0 where the maximum is infinite (all -inf rows, +inf entries)
+    m = ew.stop_gradient(red.max(x, axis=axis, keepdims=True))
+    return ew.where(ew.isfinite(m), m, 0.0)
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    """log(sum(exp(x))) without overflow: finite for logits of +-1e4."""
+    m = _stable_max(x, axis)
+    s = ew.log(red.sum(ew.exp(ew.subtract(x, m)), axis=axis, keepdims=True))
+    out = ew.add(s, m)
+    return out if keepdims else sh.squeeze(out, axis)
+
+
+def softmax(x, axis=-1):
+    e = ew.exp(ew.subtract(x, _stable_max(x, axis)))
+    return ew.divide(e, red.sum(e, axis=axis, keepdims=True))
+
+
+def log_softmax(x, axis=-1):
+    return ew.subtract(x, logsumexp(x, axis=axis, keepdims=True))
+
+
+def relu(x):
+    """max(x, 0), with derivative 0 at 0."""
+    return ew.where(ew.greater(x, 0), x, 0.0)
+
+
+def softplus(x):
+    """log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)), stable for any x."""
+    return ew.add(relu(x), ew.log1p(ew.exp(ew.negative(ew.abs(x)))))

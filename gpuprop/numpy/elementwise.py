@@ -1,0 +1,197 @@
+"""Elementwise primitives: each one's implementation, shape rule and VJP together.
+
+A VJP rule is `(g, out, *args) -> cotangent of one argument`, written with the
+functions of this package so that derivatives are differentiable again.
+Binary rules reduce a broadcast cotangent back to the argument's shape with
+`unbroadcast`.  The cotangent's dtype is matched to the argument's by the
+backward pass.
+"""
+import numpy as np
+
+from ..core import Primitive, bind
+from ._rules import elementwise_aval, shape_of
+from . import reductions
+
+
+def _prim(name, impl, *vjp, **rules):
+    return Primitive(name, impl, elementwise_aval(name, impl), vjp=vjp or None, **rules)
+
+
+def unbroadcast(g, x):
+    """Sum cotangent `g` down to the shape of argument `x`."""
+    return reductions.sum_to_shape(g, shape_of(x))
+
+
+# ---- arithmetic -------------------------------------------------------------
+add_p = _prim("add", lambda xp, x, y: xp.add(x, y),
+              lambda g, out, x, y: unbroadcast(g, x),
+              lambda g, out, x, y: unbroadcast(g, y))
+subtract_p = _prim("subtract", lambda xp, x, y: xp.subtract(x, y),
+                   lambda g, out, x, y: unbroadcast(g, x),
+                   lambda g, out, x, y: unbroadcast(negative(g), y))
+multiply_p = _prim("multiply", lambda xp, x, y: xp.multiply(x, y),
+                   lambda g, out, x, y: unbroadcast(multiply(g, y), x),
+                   lambda g, out, x, y: unbroadcast(multiply(g, x), y))
+divide_p = _prim("divide", lambda xp, x, y: xp.divide(x, y),
+                 lambda g, out, x, y: unbroadcast(divide(g, y), x),
+                 lambda g, out, x, y: unbroadcast(negative(multiply(g, divide(out, y))), y))
+negative_p = _prim("negative", lambda xp, x: xp.negative(x),
+                   lambda g, out, x: negative(g))
+
+
+def _power_dx(g, out, x, y):
+    if type(y) in (int, float):    # a constant exponent: no masking needed
+        if y == 0:
+            return unbroadcast(multiply(g, 0.0), x)
+        return unbroadcast(multiply(g, multiply(y, power(x, y - 1))), x)
+    # y * x**(y-1), taken as 0 where y == 0 (so 0**0 has derivative 0, not nan)
+    safe = where(equal(y, 0), 0.0, multiply(y, power(x, subtract(y, 1))))
+    return unbroadcast(multiply(g, safe), x)
+
+
+def _power_dy(g, out, x, y):
+    # d/dy x**y = log(x) x**y, taken as 0 at x == 0 (the limit along y > 0)
+    logx = log(where(equal(x, 0), 1.0, x))
+    return unbroadcast(multiply(g, multiply(out, logx)), y)
+
+
+power_p = _prim("power", lambda xp, x, y: xp.power(x, y), _power_dx, _power_dy)
+
+# ---- transcendental ---------------------------------------------------------
+exp_p = _prim("exp", lambda xp, x: xp.exp(x), lambda g, out, x: multiply(g, out))
+log_p = _prim("log", lambda xp, x: xp.log(x), lambda g, out, x: divide(g, x))
+log1p_p = _prim("log1p", lambda xp, x: xp.log1p(x),
+                lambda g, out, x: divide(g, add(x, 1)))
+expm1_p = _prim("expm1", lambda xp, x: xp.expm1(x),
+                lambda g, out, x: multiply(g, add(out, 1)))
+sqrt_p = _prim("sqrt", lambda xp, x: xp.sqrt(x),
+               lambda g, out, x: divide(multiply(g, 0.5), out))
+sin_p = _prim("sin", lambda xp, x: xp.sin(x), lambda g, out, x: multiply(g, cos(x)))
+cos_p = _prim("cos", lambda xp, x: xp.cos(x),
+              lambda g, out, x: negative(multiply(g, sin(x))))
+tanh_p = _prim("tanh", lambda xp, x: xp.tanh(x),
+               lambda g, out, x: multiply(g, subtract(1, multiply(out, out))))
+# 1/(1+exp(-x)) written through tanh: no overflow warning for large |x|
+logistic_p = _prim("logistic", lambda xp, x: xp.tanh(x * 0.5) * 0.5 + 0.5,
+                   lambda g, out, x: multiply(g, multiply(out, subtract(1, out))))
+abs_p = _prim("abs", lambda xp, x: xp.abs(x), lambda g, out, x: multiply(g, sign(x)))
+
+# ---- piecewise --------------------------------------------------------------
+sign_p = _prim("sign", lambda xp, x: xp.sign(x))        # derivative 0: no rule
+
+
+def _select_rule(first):
+    """maximum/minimum: the cotangent goes to the selected argument, split
+    equally on ties (a valid subgradient, as JAX does)."""
+    def rule(g, out, x, y):
+        me, other = (x, y) if first else (y, x)
+        share = where(equal(me, other), multiply(g, 0.5), where(equal(out, me), g, 0.0))
+        return unbroadcast(share, me)
+    return rule
+
+
+maximum_p = _prim("maximum", lambda xp, x, y: xp.maximum(x, y),
+                  _select_rule(True), _select_rule(False))
+minimum_p = _prim("minimum", lambda xp, x, y: xp.minimum(x, y),
+                  _select_rule(True), _select_rule(False))
+where_p = _prim("where", lambda xp, c, x, y: xp.where(c, x, y),
+                None,
+                lambda g, out, c, x, y: unbroadcast(where(c, g, 0.0), x),
+                lambda g, out, c, x, y: unbroadcast(where(c, 0.0, g), y))
+clip_p = _prim("clip", lambda xp, x, lo, hi: xp.clip(x, lo, hi),
+               lambda g, out, x, lo, hi: unbroadcast(
+                   where(logical_and(greater_equal(x, lo), less_equal(x, hi)), g, 0.0), x),
+               lambda g, out, x, lo, hi: unbroadcast(where(less(x, lo), g, 0.0), lo),
+               lambda g, out, x, lo, hi: unbroadcast(where(greater(x, hi), g, 0.0), hi))
+
+
+def _astype_impl(xp, x, dtype):
+    return x.astype(dtype) if hasattr(x, "astype") else xp.asarray(x, dtype=dtype)
+
+
+# The backward pass casts each cotangent to its argument's dtype, so the rule
+# of astype is the identity.
+astype_p = _prim("astype", _astype_impl, lambda g, out, x, dtype: g)
+stop_gradient_p = _prim("stop_gradient", lambda xp, x: x)   # no rule: constant
+
+# ---- comparisons and logic (not differentiable; bool out) -------------------
+greater_p = _prim("greater", lambda xp, x, y: xp.greater(x, y))
+greater_equal_p = _prim("greater_equal", lambda xp, x, y: xp.greater_equal(x, y))
+less_p = _prim("less", lambda xp, x, y: xp.less(x, y))
+less_equal_p = _prim("less_equal", lambda xp, x, y: xp.less_equal(x, y))
+equal_p = _prim("equal", lambda xp, x, y: xp.equal(x, y))
+not_equal_p = _prim("not_equal", lambda xp, x, y: xp.not_equal(x, y))
+logical_and_p = _prim("logical_and", lambda xp, x, y: xp.logical_and(x, y))
+logical_or_p = _prim("logical_or", lambda xp, x, y: xp.logical_or(x, y))
+logical_not_p = _prim("logical_not", lambda xp, x: xp.logical_not(x))
+isfinite_p = _prim("isfinite", lambda xp, x: xp.isfinite(x))
+isnan_p = _prim("isnan", lambda xp, x: xp.isnan(x))
+
+
+# ---- the public functions ---------------------------------------------------
+def add(x, y): return bind(add_p, (x, y), {})
+def subtract(x, y): return bind(subtract_p, (x, y), {})
+def multiply(x, y): return bind(multiply_p, (x, y), {})
+def divide(x, y): return bind(divide_p, (x, y), {})
+def negative(x): return bind(negative_p, (x,), {})
+def power(x, y): return bind(power_p, (x, y), {})
+def exp(x): return bind(exp_p, (x,), {})
+def log(x): return bind(log_p, (x,), {})
+def log1p(x): return bind(log1p_p, (x,), {})
+def expm1(x): return bind(expm1_p, (x,), {})
+def sqrt(x): return bind(sqrt_p, (x,), {})
+def sin(x): return bind(sin_p, (x,), {})
+def cos(x): return bind(cos_p, (x,), {})
+def tanh(x): return bind(tanh_p, (x,), {})
+def abs(x): return bind(abs_p, (x,), {})
+def sign(x): return bind(sign_p, (x,), {})
+def maximum(x, y): return bind(maximum_p, (x, y), {})
+def minimum(x, y): return bind(minimum_p, (x, y), {})
+def greater(x, y): return bind(greater_p, (x, y), {})
+def greater_equal(x, y): return bind(greater_equal_p, (x, y), {})
+def less(x, y): return bind(less_p, (x, y), {})
+def less_equal(x, y): return bind(less_equal_p, (x, y), {})
+def equal(x, y): return bind(equal_p, (x, y), {})
+def not_equal(x, y): return bind(not_equal_p, (x, y), {})
+def logical_and(x, y): return bind(logical_and_p, (x, y), {})
+def logical_or(x, y): return bind(logical_or_p, (x, y), {})
+def logical_not(x): return bind(logical_not_p, (x,), {})
+def isfinite(x): return bind(isfinite_p, (x,), {})
+def isnan(x): return bind(isnan_p, (x,), {})
+def square(x): return multiply(x, x)
+def reciprocal(x): return divide(1.0, x)
+
+
+def logistic(x):
+    """The logistic sigmoid 1 / (1 + exp(-x)), stable for any x."""
+    return bind(logistic_p, (x,), {})
+
+
+def where(condition, x, y):
+    """`x` where `condition` holds, else `y`.  Both branches are computed and
+    differentiated: the gradient of the branch not taken is 0 * (its
+    derivative), which is NaN if that derivative is infinite or NaN (e.g.
+    where(x > 0, log(x), 0) at x = 0).  The safe pattern makes the untaken
+    branch harmless: log(where(x > 0, x, 1))."""
+    return bind(where_p, (condition, x, y), {})
+
+
+def clip(x, a_min=None, a_max=None):
+    """x limited to [a_min, a_max]; the gradient passes where a_min <= x <= a_max."""
+    lo = -np.inf if a_min is None else a_min
+    hi = np.inf if a_max is None else a_max
+    return bind(clip_p, (x, lo, hi), {})
+
+
+def astype(x, dtype):
+    return bind(astype_p, (x,), {"dtype": np.dtype(dtype)})
+
+
+def stop_gradient(x):
+    """x, seen by every derivative as a constant."""
+    return bind(stop_gradient_p, (x,), {})
+
+
+true_divide = divide
+absolute = abs
+sigmoid = logistic

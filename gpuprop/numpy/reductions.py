@@ -1,0 +1,135 @@
+"""Reductions: sum, max, min (primitives), mean, var, std, argmax, argmin.
+
+`axis` is None, an int (negative counts from the end) or a tuple; the
+primitives receive it normalised to a sorted tuple of non-negative axes.
+"""
+import numpy as np
+
+from ..core import Primitive, ShapedArray, bind
+from ._rules import normalize_axis, ndim_of, shape_of, dtype_of
+from . import elementwise as ew, shape as sh
+
+
+def _reduced_shape(shape, axis, keepdims):
+    if axis is None:
+        axis = range(len(shape))
+    if keepdims:
+        return tuple(1 if i in axis else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axis)
+
+
+def _reduction_aval(name, result_dtype):
+    def rule(x, axis, keepdims):
+        shape = shape_of(x)
+        for a in axis or ():
+            if name in ("max", "min", "argmax", "argmin") and shape[a] == 0:
+                raise ValueError(f"gnp.{name}: zero-size axis {a} of an array of "
+                                 f"shape {shape} has no {name}; pass initial "
+                                 f"values or check the shape")
+        return ShapedArray(_reduced_shape(shape, axis, keepdims), result_dtype(dtype_of(x)))
+    return rule
+
+
+def _keep(g, x, axis, keepdims):
+    """The reduced value `g` broadcast back against `x`'s shape."""
+    if not keepdims:
+        g = sh.reshape(g, _reduced_shape(shape_of(x), axis, True))
+    return g
+
+
+def _sum_dtype(dt):
+    return np.sum(np.zeros(0, dt)).dtype
+
+
+sum_p = Primitive(
+    "sum", lambda xp, x, axis, keepdims: xp.sum(x, axis=axis, keepdims=keepdims),
+    _reduction_aval("sum", _sum_dtype),
+    vjp=(lambda g, out, x, axis, keepdims:
+         sh.broadcast_to(_keep(g, x, axis, keepdims), shape_of(x)),))
+
+
+def _extremum_rule(g, out, x, axis, keepdims):
+    # the cotangent is shared equally among the positions that attain the
+    # extremum: a valid subgradient when there are ties
+    hit = ew.astype(ew.equal(x, _keep(out, x, axis, keepdims)), dtype_of(g))
+    count = sum(hit, axis=axis, keepdims=True)
+    return ew.multiply(ew.divide(_keep(g, x, axis, keepdims), count), hit)
+
+
+max_p = Primitive("max", lambda xp, x, axis, keepdims: xp.max(x, axis=axis, keepdims=keepdims),
+                  _reduction_aval("max", np.dtype), vjp=(_extremum_rule,))
+min_p = Primitive("min", lambda xp, x, axis, keepdims: xp.min(x, axis=axis, keepdims=keepdims),
+                  _reduction_aval("min", np.dtype), vjp=(_extremum_rule,))
+# argmax/argmin take one axis (or None), as NumPy's do
+argmax_p = Primitive("argmax", lambda xp, x, axis, keepdims: xp.argmax(
+                         x, axis=None if axis is None else axis[0], keepdims=keepdims),
+                     _reduction_aval("argmax", lambda _: np.dtype(np.intp)))
+argmin_p = Primitive("argmin", lambda xp, x, axis, keepdims: xp.argmin(
+                         x, axis=None if axis is None else axis[0], keepdims=keepdims),
+                     _reduction_aval("argmin", lambda _: np.dtype(np.intp)))
+
+
+def _reduce(prim, x, axis, keepdims):
+    axis = normalize_axis(prim.name, axis, ndim_of(x))
+    return bind(prim, (x,), {"axis": axis, "keepdims": bool(keepdims)})
+
+
+def sum(x, axis=None, keepdims=False):
+    return _reduce(sum_p, x, axis, keepdims)
+
+
+def max(x, axis=None, keepdims=False):
+    """Maximum; its gradient is shared equally among ties."""
+    return _reduce(max_p, x, axis, keepdims)
+
+
+def min(x, axis=None, keepdims=False):
+    """Minimum; its gradient is shared equally among ties."""
+    return _reduce(min_p, x, axis, keepdims)
+
+
+def _count(x, axis):
+    shape = shape_of(x)
+    axis = normalize_axis("mean", axis, len(shape))
+    return int(np.prod([shape[a] for a in (range(len(shape)) if axis is None else axis)]))
+
+
+def mean(x, axis=None, keepdims=False):
+    # a Python int divisor keeps float32 float32; int inputs give float64, as in NumPy
+    return ew.divide(sum(x, axis, keepdims), _count(x, axis))
+
+
+def var(x, axis=None, keepdims=False, ddof=0):
+    d = ew.subtract(x, mean(x, axis, keepdims=True))
+    return ew.divide(sum(ew.multiply(d, d), axis, keepdims), _count(x, axis) - ddof)
+
+
+def std(x, axis=None, keepdims=False, ddof=0):
+    return ew.sqrt(var(x, axis, keepdims, ddof))
+
+
+def _single_axis(name, axis):
+    if isinstance(axis, (tuple, list)):
+        raise TypeError(f"gnp.{name}: axis must be an int or None, got {axis!r}")
+    return axis
+
+
+def argmax(x, axis=None, keepdims=False):
+    return _reduce(argmax_p, x, _single_axis("argmax", axis), keepdims)
+
+
+def argmin(x, axis=None, keepdims=False):
+    return _reduce(argmin_p, x, _single_axis("argmin", axis), keepdims)
+
+
+def sum_to_shape(g, shape):
+    """Sum `g` over the axes that broadcasting added or stretched to reach `shape`."""
+    gshape = shape_of(g)
+    if gshape == shape:
+        return g
+    lead = len(gshape) - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, d in enumerate(shape) if d == 1 and gshape[lead + i] != 1)
+    if axes:
+        g = sum(g, axis=axes)
+    return sh.reshape(g, shape) if shape_of(g) != shape else g
