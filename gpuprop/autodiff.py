@@ -13,7 +13,7 @@ import itertools
 import numpy as np
 
 from . import backend
-from .core import ShapedArray, Trace, Tracer, new_main
+from .core import ShapedArray, Trace, Tracer, bind, new_main, shape_of
 from .numpy import elementwise as ew
 from .numpy.creation import ones, zeros
 from .numpy.shape import reshape, stack
@@ -46,10 +46,10 @@ class ReverseTracer(Tracer):
     @property
     def aval(self):
         p = self.primal
-        return p.aval if isinstance(p, Tracer) else ShapedArray(np.shape(p), p.dtype)
+        return p.aval if isinstance(p, Tracer) else ShapedArray(p.shape, p.dtype)
 
     # the primal answers directly: cheaper than building an abstract value
-    shape = property(lambda self: np.shape(self.primal))
+    shape = property(lambda self: self.primal.shape)
     dtype = property(lambda self: self.primal.dtype)
 
 
@@ -63,7 +63,7 @@ class ReverseTrace(Trace):
 
     def process_primitive(self, prim, tracers, params):
         primals = [t.primal for t in tracers]
-        out = prim.bind(*primals, **params)
+        out = bind(prim, primals, params)
         if not prim.differentiable or out.dtype.kind not in "fc":
             return ReverseTracer(self, out, None)
         parents = [t.node for t in tracers]
@@ -153,7 +153,7 @@ def backward_pass(roots, release):
                     c = prim.vjp_variadic(i, g, node.out, *args, **params)
                 if c is None:
                     continue
-                if c.dtype != args[i].dtype:
+                if c.dtype is not args[i].dtype and c.dtype != args[i].dtype:
                     c = ew.astype(c, args[i].dtype)
                 _accumulate(cts, parent, c)
         if release:
@@ -227,7 +227,7 @@ def _vjp(name, f, primals, argnums, has_aux, release):
         grads = []
         for td, leaves, nodes in in_trees:
             grads.append(tree_unflatten(td, [
-                cts[n] if n in cts else zeros(np.shape(x), x.dtype)
+                cts[n] if n in cts else zeros(shape_of(x), x.dtype)
                 for x, n in zip(leaves, nodes)]))
         return grads[0] if single else tuple(grads)
 
@@ -249,7 +249,7 @@ def _scalar_output(name, out_primals, out_tree):
                         f"{out_tree} pytree; use gpuprop.vjp or gpuprop.jacobian for "
                         f"non-scalar outputs (or has_aux=True to return extra data)")
     out = out_primals[0]
-    shape = np.shape(out)
+    shape = shape_of(out)
     if shape != () or not _inexact(out):
         raise TypeError(f"{name}: the function must return a scalar (shape ()) of a "
                         f"floating dtype, got shape {shape} and dtype {out.dtype}; "
@@ -298,9 +298,9 @@ def vjp(f, *primals, has_aux=False):
             raise ValueError(f"{name}: the cotangent's structure {ct_tree} differs from "
                              f"the output's {out_tree}")
         for c, o in zip(cts, outs):
-            if np.shape(c) != np.shape(o):
-                raise ValueError(f"{name}: cotangent of shape {np.shape(c)} for an "
-                                 f"output of shape {np.shape(o)}")
+            if shape_of(c) != shape_of(o):
+                raise ValueError(f"{name}: cotangent of shape {shape_of(c)} for an "
+                                 f"output of shape {shape_of(o)}")
         return backward(cts)
 
     out = tree_unflatten(out_tree, outs)
@@ -316,19 +316,19 @@ def jacobian(f, argnums=0):
         outs, out_tree, _, backward = _vjp(name, f, args, argnums, False, False)
         rows_per_out = []
         for k, o in enumerate(outs):
-            size = int(np.prod(np.shape(o)))
+            size = int(np.prod(shape_of(o)))
             rows = []
             for j in range(size):
-                cts = [zeros(np.shape(p), p.dtype) for p in outs]
+                cts = [zeros(shape_of(p), p.dtype) for p in outs]
                 basis = np.zeros(size, np.dtype(o.dtype))
                 basis[j] = 1
-                cts[k] = backend.current().from_host(basis.reshape(np.shape(o)))
+                cts[k] = backend.current().from_host(basis.reshape(shape_of(o)))
                 rows.append(backward(cts))
             rows_per_out.append((o, rows))
 
         def assemble(o, rows):
             def leafwise(*gs):
-                shape = np.shape(o) + np.shape(gs[0]) if gs else np.shape(o)
+                shape = shape_of(o) + shape_of(gs[0]) if gs else shape_of(o)
                 return reshape(stack(gs), shape) if gs else zeros(shape, o.dtype)
             return tree_map(leafwise, *rows) if rows else _empty_like_grad(o, args, argnums)
 
@@ -339,7 +339,7 @@ def jacobian(f, argnums=0):
 
 def _empty_like_grad(o, args, argnums):
     nums = (argnums,) if isinstance(argnums, int) else argnums
-    grads = tuple(tree_map(lambda x: zeros(np.shape(o) + np.shape(x), x.dtype), args[i])
+    grads = tuple(tree_map(lambda x: zeros(shape_of(o) + shape_of(x), x.dtype), args[i])
                   for i in nums)
     return grads[0] if isinstance(argnums, int) else grads
 

@@ -42,6 +42,12 @@ def short_dtype(dtype):
         "" if d.kind == "b" else str(8 * d.itemsize))
 
 
+def shape_of(x):
+    """The shape of an array, tracer or Python scalar (without NumPy's
+    functions, which device arrays refuse)."""
+    return getattr(x, "shape", ())
+
+
 def aval(x):
     """The abstract value of an argument; Python scalars stay as they are, so
     shape rules can apply NumPy's weak promotion to them."""
@@ -49,7 +55,7 @@ def aval(x):
         return x.aval
     if type(x) in (bool, int, float, complex):
         return x
-    return ShapedArray(np.shape(x), x.dtype)
+    return ShapedArray(x.shape, x.dtype)
 
 
 class Primitive:
@@ -225,7 +231,9 @@ def bind(prim, args, params):
     if not top.alive:
         raise leaked(next(a for a in args if isinstance(a, Tracer) and a._trace.main is top))
     trace = top.trace
-    return trace.process_primitive(prim, [trace.full_raise(a) for a in args], params)
+    return trace.process_primitive(
+        prim, [a if isinstance(a, Tracer) and a._trace is trace else trace.full_raise(a)
+               for a in args], params)
 
 
 def eval_primitive(prim, args, params):

@@ -11,6 +11,7 @@ import numpy as np
 
 from . import backend
 from .autodiff import vjp
+from .core import shape_of
 from .tree import tree_flatten, tree_unflatten
 
 
@@ -52,8 +53,8 @@ def check_grads(f, args, order=2, eps=1e-4, atol=1e-5, rtol=1e-5, seed=0):
 def _check(f, xs, order, eps, atol, rtol, rng, to_dev):
     out, vjp_fn = vjp(f, *xs)
     out_leaves, out_tree = tree_flatten(out)
-    us = [to_dev(rng.standard_normal(np.shape(o))) for o in out_leaves]
-    vs = [to_dev(rng.standard_normal(np.shape(x))) for x in xs]
+    us = [to_dev(rng.standard_normal(shape_of(o))) for o in out_leaves]
+    vs = [to_dev(rng.standard_normal(shape_of(x))) for x in xs]
 
     def shifted(sign):
         return tree_flatten(f(*[x + sign * eps * v for x, v in zip(xs, vs)]))[0]

@@ -1,7 +1,7 @@
 """Shape/dtype rules shared by the primitive families."""
 import numpy as np
 
-from ..core import ShapedArray, short_dtype
+from ..core import ShapedArray, shape_of, short_dtype
 
 
 def describe(x):
@@ -10,7 +10,7 @@ def describe(x):
         return str(x)
     if type(x) in (bool, int, float, complex):
         return repr(x)
-    return f"{short_dtype(x.dtype)}[{','.join(map(str, np.shape(x)))}]"
+    return f"{short_dtype(x.dtype)}[{','.join(map(str, x.shape))}]"
 
 
 def broadcast_shapes(name, *avals):
@@ -38,10 +38,6 @@ def elementwise_aval(name, impl):
             dtype = np.result_type(impl(np, *map(dummy, avals), **params))
         return ShapedArray(shape, dtype)
     return rule
-
-
-def shape_of(x):
-    return getattr(x, "shape", ())
 
 
 def ndim_of(x):
