@@ -10,6 +10,7 @@ from .tree import (tree_flatten, tree_unflatten, tree_map, tree_leaves,
                    tree_structure, register_pytree_node, register_pytree_node_class)
 from .autodiff import grad, value_and_grad, vjp, jacobian, hessian, custom_vjp
 from .devices import asarray, to_numpy, device_put
+from .jit import jit
 from .numpy import stop_gradient
 from . import numpy
 
