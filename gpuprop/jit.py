@@ -1,11 +1,309 @@
-"""jit: staging a function into an IR, replayed fast.  (Being built: until the
-staging trace lands, jit runs the function eagerly with the same signature.)"""
+"""Staging: make_ir and jit.
+
+`jit(f)` traces f once per signature (pytree structure, shapes, dtypes,
+static values, backend) with abstract tracers into a `Program`, optimises it
+(ir.optimize) and compiles it with the active backend's executor: generated
+straight-line NumPy code with buffer reuse, or fused CuPy kernels (optionally
+replayed as a CUDA graph).  Later calls with the same signature run only the
+compiled program.
+
+Inside another transform (grad(jit(f)), jit(jit(f))) a jitted function is
+inlined: the enclosing transform sees its primitives, so every composition is
+correct; jit(grad(f)) stages the whole backward pass.
+"""
 import functools
+import inspect
+import logging
+import threading
+
+import numpy as np
+
+from . import backend, core
+from .core import ShapedArray, Trace, Tracer, new_main
+from .ir import Eqn, Literal, Program, Var, optimize
+from .tree import tree_flatten, tree_unflatten
+
+log = logging.getLogger("gpuprop.jit")
 
 
-def jit(f=None, *, static_argnums=(), static_argnames=(), donate_argnums=()):
+class TracerControlFlowError(TypeError):
+    """Python control flow or a conversion needed the value of a staged array."""
+
+
+class StagingTracer(Tracer):
+    __slots__ = ("var",)
+
+    def __init__(self, trace, var):
+        self._trace = trace
+        self.var = var
+
+    @property
+    def aval(self):
+        return self.var.aval
+
+    shape = property(lambda self: core.shape_of(self.var.aval))
+    dtype = property(lambda self: self.var.aval.dtype if isinstance(self.var.aval, ShapedArray)
+                     else np.result_type(self.var.aval))
+
+
+class _Builder:
+    def __init__(self):
+        self.eqns = []
+        self.consts = {}        # id(value) -> (Var, value)
+
+
+class StagingTrace(Trace):
+    name = "jit"
+
+    def pure(self, val):
+        if type(val) in (bool, int, float, complex):
+            return StagingTracer(self, Literal(val))
+        be = backend.current()
+        if not (type(val) in be.ok_types or isinstance(val, be.array_types)):
+            raise backend.mismatch("jit (a constant captured by the function)", val, be)
+        consts = self.main.data.consts
+        hit = consts.get(id(val))
+        if hit is None:
+            hit = consts[id(val)] = (Var(ShapedArray(val.shape, val.dtype)), val)
+        return StagingTracer(self, hit[0])
+
+    lift = pure
+
+    def process_primitive(self, prim, tracers, params):
+        ins = [t.var for t in tracers]
+        out_aval = prim.abstract_eval(*[v.aval for v in ins], **params)
+        deps = frozenset().union(*[v.deps for v in ins if isinstance(v, Var)])
+        out = Var(out_aval, deps)
+        self.main.data.eqns.append(Eqn(prim, ins, params, out))
+        return StagingTracer(self, out)
+
+    @staticmethod
+    def concrete(tracer, why):
+        deps = sorted(getattr(tracer.var, "deps", ()))
+        src = (f"depends on argument(s) {', '.join(deps)}" if deps else
+               "is computed while tracing")
+        raise TracerControlFlowError(
+            f"jit: {why} needs the value of a traced array {tracer.aval}, which {src}; "
+            f"under jit only shapes and dtypes are known while tracing. Mark the "
+            f"argument static (jit(f, static_argnums=...) or static_argnames=...) "
+            f"if its value decides the control flow, or use gnp.where to select values")
+
+
+def _arg_names(f, n):
+    try:
+        params = list(inspect.signature(f).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return [names[i] if i < len(names) else f"args[{i}]" for i in range(n)]
+
+
+def stage(f, args, kwargs, static_argnums=(), name=None):
+    """Trace f on abstract values of (args, kwargs) into an optimised Program.
+    Array leaves become inputs; Python scalars and static arguments are
+    constants of the program.  Returns (program, output tree)."""
+    name = name or getattr(f, "__name__", "f")
+    names = _arg_names(f, len(args))
+    with new_main(StagingTrace, _Builder()) as main:
+        trace, invars = main.trace, []
+
+        def to_tracer(label):
+            def conv(x):
+                if type(x) in (bool, int, float, complex) or x is None:
+                    return x
+                v = Var(ShapedArray(x.shape, x.dtype), frozenset([label]))
+                invars.append(v)
+                return StagingTracer(trace, v)
+            return conv
+
+        targs = [a if i in static_argnums else _map_leaves(to_tracer(names[i]), a)
+                 for i, a in enumerate(args)]
+        tkwargs = {k: _map_leaves(to_tracer(k), v) for k, v in kwargs.items()}
+        out = f(*targs, **tkwargs)
+        out_leaves, out_tree = tree_flatten(out)
+        outvars = [trace.full_raise(o).var for o in out_leaves]
+    consts = {v: val for v, val in main.data.consts.values()}
+    return optimize(Program(invars, consts, main.data.eqns, outvars, name)), out_tree
+
+
+def _map_leaves(fn, tree):
+    leaves, td = tree_flatten(tree)
+    return tree_unflatten(td, [fn(x) for x in leaves])
+
+
+def make_ir(f, static_argnums=()):
+    """make_ir(f)(*args) -> the Program that jit would compile; print() it."""
+    static = _as_tuple(static_argnums)
+
+    @functools.wraps(f)
+    def build(*args, **kwargs):
+        return stage(f, args, kwargs, static)[0]
+    return build
+
+
+def _as_tuple(x):
+    return (x,) if isinstance(x, int) else tuple(x)
+
+
+class Jitted:
+    """A function compiled per signature; call it like the original."""
+
+    def __init__(self, f, static_argnums, static_argnames, donate_argnums, cuda_graph):
+        functools.update_wrapper(self, f)
+        self.fun = f
+        self.static_argnums = _as_tuple(static_argnums)
+        self.static_argnames = tuple((static_argnames,) if isinstance(static_argnames, str)
+                                     else static_argnames)
+        self.donate_argnums = _as_tuple(donate_argnums)
+        self.cuda_graph = cuda_graph
+        self._cache = {}
+        self._lock = threading.Lock()
+        self._last = None
+        self.traces = 0             # how many times f was traced
+
+    def __call__(self, *args, **kwargs):
+        if core._stack.mains:       # inside another transform: inline
+            return self.fun(*args, **kwargs)
+        key, leaves = self._signature(args, kwargs)
+        compiled = self._cache.get(key)
+        if compiled is None:
+            compiled = self._compile(key, args, kwargs)
+        return compiled(leaves)
+
+    def _signature(self, args, kwargs):
+        be = backend.current()
+        n = len(args)
+        static = []
+        for i in self.static_argnums:
+            if not -n <= i < n:
+                raise ValueError(f"jit({self.__name__}): static_argnums {i} is out of "
+                                 f"range for {n} positional argument(s)")
+            static.append(_hashable(self.__name__, f"argument {i}", args[i]))
+        static_kw = tuple((k, _hashable(self.__name__, f"argument {k!r}", kwargs[k]))
+                          for k in sorted(kwargs) if k in self.static_argnames)
+        dyn = (tuple(a for i, a in enumerate(args) if i not in self._static_pos(n)),
+               {k: v for k, v in kwargs.items() if k not in self.static_argnames})
+        leaves, tree = tree_flatten(dyn)
+        sig, arrays = [], []
+        for x in leaves:
+            t = type(x)
+            if t in (bool, int, float, complex):
+                sig.append((t, x))            # Python scalars are static by value
+            elif t in be.ok_types or isinstance(x, be.array_types):
+                sig.append((x.shape, x.dtype))
+                arrays.append(x)
+            elif isinstance(x, Tracer):
+                raise core.leaked(x)
+            else:
+                raise backend.mismatch(f"jit({self.__name__})", x, be)
+        key = (be.name, tree, tuple(sig), tuple(static), static_kw)
+        return key, arrays
+
+    def _static_pos(self, n):
+        return {i % n for i in self.static_argnums} if n else set()
+
+    def _compile(self, key, args, kwargs):
+        with self._lock:
+            compiled = self._cache.get(key)
+            if compiled is not None:
+                return compiled
+            if self._last is not None:
+                log.debug("jit(%s): retracing: %s", self.__name__,
+                          _describe_change(self._last, key))
+            static = self._static_pos(len(args))
+            skw = {k: v for k, v in kwargs.items() if k in self.static_argnames}
+            fun = functools.partial(self.fun, **skw) if skw else self.fun
+            dkw = {k: v for k, v in kwargs.items() if k not in self.static_argnames}
+            prog, out_tree = stage(fun, args, dkw, static, self.__name__)
+            self.traces += 1
+            donate = self._donated_inputs(args, static)
+            run = compile_program(prog, donate=donate, cuda_graph=self.cuda_graph)
+            compiled = _Compiled(prog, run, out_tree)
+            self._cache[key] = compiled
+            self._last = key
+            return compiled
+
+    def _donated_inputs(self, args, static):
+        """Indices (among the program's inputs) of donated array leaves."""
+        donate, k = set(), 0
+        for i, a in enumerate(args):
+            if i in static:
+                continue
+            n = sum(1 for x in tree_flatten(a)[0] if type(x) not in (bool, int, float, complex))
+            if i in self.donate_argnums or (i - len(args)) in self.donate_argnums:
+                donate.update(range(k, k + n))
+            k += n
+        return donate
+
+    def lower(self, *args, **kwargs):
+        """The optimised Program for these arguments (as make_ir)."""
+        return make_ir(self.fun, self.static_argnums)(*args, **kwargs)
+
+    def __get__(self, obj, objtype=None):      # as a method
+        return self if obj is None else functools.partial(self, obj)
+
+
+class _Compiled:
+    __slots__ = ("program", "run", "out_tree")
+
+    def __init__(self, program, run, out_tree):
+        self.program, self.run, self.out_tree = program, run, out_tree
+
+    def __call__(self, leaves):
+        return tree_unflatten(self.out_tree, self.run(leaves))
+
+
+def _hashable(name, what, v):
+    try:
+        hash(v)
+    except TypeError:
+        raise TypeError(f"jit({name}): static {what} must be hashable (it keys the "
+                        f"compilation cache), got {type(v).__name__}") from None
+    return v
+
+
+def _describe_change(old, new):
+    """Which part of the signature differs, for the retrace log."""
+    parts = []
+    if old[0] != new[0]:
+        parts.append(f"backend {old[0]} -> {new[0]}")
+    if old[1] != new[1]:
+        parts.append(f"argument structure {old[1]} -> {new[1]}")
+    elif old[2] != new[2]:
+        parts += [f"leaf {i}: {_fmt_sig(a)} -> {_fmt_sig(b)}"
+                  for i, (a, b) in enumerate(zip(old[2], new[2])) if a != b]
+    if old[3:] != new[3:]:
+        parts.append(f"static arguments {old[3:]} -> {new[3:]}")
+    return "; ".join(parts)
+
+
+def _fmt_sig(s):
+    return f"{ShapedArray(*s)}" if isinstance(s[0], tuple) else f"Python {s[0].__name__} {s[1]!r}"
+
+
+def compile_program(prog, donate=(), cuda_graph=None):
+    """A function (list of input arrays) -> list of outputs, for the active backend."""
+    be = backend.current()
+    if be.name == "cupy":
+        from .exec_cuda import compile_cuda
+        return compile_cuda(prog, donate=donate, graph=cuda_graph)
+    from .exec_numpy import compile_numpy
+    return compile_numpy(prog, be.xp, donate=donate)
+
+
+def jit(f=None, *, static_argnums=(), static_argnames=(), donate_argnums=(),
+        cuda_graph=None):
+    """Compile f: trace once per signature, then replay the optimised program.
+
+    static_argnums/static_argnames: arguments whose values (hashable) decide
+    control flow; each value compiles its own program.  Python scalars among
+    the other arguments are treated as static too.  donate_argnums: arguments
+    whose buffers the program may overwrite (the caller won't use them again),
+    e.g. the parameters of a training step.  cuda_graph (CuPy only): replay the
+    whole program as one CUDA graph; None means automatically when possible.
+    """
     if f is None:
         return functools.partial(jit, static_argnums=static_argnums,
                                  static_argnames=static_argnames,
-                                 donate_argnums=donate_argnums)
-    return f
+                                 donate_argnums=donate_argnums, cuda_graph=cuda_graph)
+    return Jitted(f, static_argnums, static_argnames, donate_argnums, cuda_graph)

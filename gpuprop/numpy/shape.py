@@ -123,6 +123,10 @@ class Slice(NamedTuple):
     stop: object
     step: object
 
+    def __repr__(self):     # as written in an index: 1:3, ::-1, :
+        parts = ["" if v is None else str(v) for v in self]
+        return ":".join(parts if self.step is not None else parts[:2])
+
 
 ARRAY = "<array>"    # placeholder in an index spec for an index-array argument
 

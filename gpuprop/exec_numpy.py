@@ -1,0 +1,152 @@
+"""The array-namespace executor: a Program becomes generated straight-line
+Python over the backend's functions (no tracers, no dispatch).
+
+Memory is planned at compile time, as a sequence of named buffers: an
+operation that can write into an existing array (ufuncs, matmul, reductions,
+clip) takes `out=` a buffer of its shape and dtype whose last reader has
+passed, and a buffer that will not be reused is deleted at its last use, so
+the peak memory of a jitted step is no higher than eager's.  Views (reshape,
+transpose, broadcast_to, basic indexing) keep their base buffer alive.
+Inputs and constants are never written, except inputs the caller donated.
+"""
+import functools
+import math
+
+from .ir import Literal, Var
+
+UFUNCS = frozenset([
+    "add", "subtract", "multiply", "divide", "negative", "power", "exp", "log", "log1p",
+    "expm1", "sqrt", "sin", "cos", "tanh", "abs", "sign", "maximum", "minimum",
+    "greater", "greater_equal", "less", "less_equal", "equal", "not_equal",
+    "logical_and", "logical_or", "logical_not", "isfinite", "isnan"])
+REDUCTIONS = frozenset(["sum", "max", "min"])
+TAKES_OUT = UFUNCS | REDUCTIONS | {"matmul", "clip"}
+VIEWS = frozenset(["reshape", "transpose", "broadcast_to", "stop_gradient"])
+
+
+def is_view(e):
+    return e.prim.name in VIEWS or (e.prim.name == "getitem" and len(e.inputs) == 1)
+
+
+class Namer:
+    """Python names for a program's values; constants live in a namespace."""
+
+    def __init__(self, prog):
+        self.names = {}
+        self.namespace = {}
+        for i, v in enumerate(prog.invars):
+            self.names[v] = f"a{i}"
+        for i, (v, val) in enumerate(prog.consts.items()):
+            self.names[v] = f"c{i}"
+            self.namespace[f"c{i}"] = val
+        for k, e in enumerate(prog.eqns):
+            self.names[e.out] = f"v{k}"
+
+    def __call__(self, v):
+        if isinstance(v, Literal):
+            return self.literal(v.value)
+        return self.names[v]
+
+    def literal(self, x):
+        if isinstance(x, float) and not math.isfinite(x) or isinstance(x, complex):
+            name = f"k{len(self.namespace)}"
+            self.namespace[name] = x
+            return name
+        return repr(x)
+
+
+def plan_memory(prog, donate=()):
+    """For each equation: the buffer (a dead Var) to write into, or None, and
+    the names to delete after it.  Returns (outs, dels)."""
+    n = len(prog.eqns)
+    last = {}                       # Var -> index of the last equation reading it
+    for k, e in enumerate(prog.eqns):
+        for v in e.inputs:
+            if isinstance(v, Var):
+                last[v] = k
+    for v in prog.outvars:
+        if isinstance(v, Var):
+            last[v] = n             # outputs never die
+    base = {v: v for v in prog.invars}
+    base.update((v, v) for v in prog.consts)
+    alive = {v: int(v in last) for v in base}     # base -> live Vars viewing it
+    poolable = {v for i, v in enumerate(prog.invars) if i in donate}
+    pool, released_at = {}, {}      # (shape, dtype) -> [base]; base -> index
+    outs, dels = [None] * n, [[] for _ in range(n)]
+
+    def key(v):
+        return (v.aval.shape, v.aval.dtype)
+
+    def release(v, k):
+        b = base[v]
+        if b is not v:
+            dels[k].append(v)
+        alive[b] -= 1
+        if alive[b]:
+            return
+        if b in poolable and b.aval.shape != ():    # 0-d results may be scalars
+            pool.setdefault(key(b), []).append(b)
+            released_at[b] = k
+        elif b not in prog.consts:
+            dels[k].append(b)
+
+    for k, e in enumerate(prog.eqns):
+        dying = [v for v in dict.fromkeys(e.inputs) if isinstance(v, Var) and last[v] == k]
+        in_place = e.prim.name in UFUNCS
+        if in_place:                # a ufunc may overwrite an input it reads last
+            for v in dying:
+                release(v, k)
+        if e.prim.name in TAKES_OUT and pool.get(key(e.out)):
+            b = pool[key(e.out)].pop()
+            del released_at[b]
+            outs[k] = b
+            dels[k].append(b)       # the buffer lives on under the new name
+        if is_view(e):
+            base[e.out] = base[e.inputs[0]]
+            alive[base[e.out]] += 1
+        else:
+            base[e.out] = e.out
+            alive[e.out] = 1
+            poolable.add(e.out)
+        if not in_place:
+            for v in dying:
+                release(v, k)
+    for b, k in released_at.items():    # never reused: free at the last use
+        dels[k].append(b)
+    return outs, dels
+
+
+def compile_numpy(prog, xp, donate=()):
+    """A function (list of input arrays) -> list of output arrays."""
+    name = Namer(prog)
+    ns = name.namespace
+    ns["xp"] = xp
+    outs, dels = plan_memory(prog, donate)
+    lines = ["def run(leaves):"]
+    if prog.invars:
+        lines.append(f"    {', '.join(name(v) for v in prog.invars)}, = leaves")
+    for k, e in enumerate(prog.eqns):
+        args = [name(v) for v in e.inputs]
+        out = f", out={name(outs[k])}" if outs[k] is not None else ""
+        p = e.prim.name
+        if p in UFUNCS:
+            call = f"xp.{p}({', '.join(args)}{out})"
+        elif p in REDUCTIONS:
+            call = (f"xp.{p}({args[0]}, axis={e.params['axis']!r}, "
+                    f"keepdims={e.params['keepdims']!r}{out})")
+        elif p in ("matmul", "clip"):
+            call = f"xp.{p}({', '.join(args)}{out})"
+        else:
+            fn = f"f{k}"
+            ns[fn] = functools.partial(e.prim.impl, **e.params) if e.params else e.prim.impl
+            call = f"{fn}(xp, {', '.join(args)})"
+        lines.append(f"    {name(e.out)} = {call}")
+        gone = [name(v) for v in dict.fromkeys(dels[k])]
+        if gone:
+            lines.append(f"    del {', '.join(gone)}")
+    lines.append(f"    return [{', '.join(name(v) for v in prog.outvars)}]")
+    source = "\n".join(lines)
+    exec(compile(source, f"<gpuprop jit {prog.name}>", "exec"), ns)
+    run = ns["run"]
+    run.source = source
+    return run
