@@ -12,6 +12,8 @@ Inputs and constants are never written, except inputs the caller donated.
 import functools
 import math
 
+import numpy as np
+
 from .ir import Literal, Var
 
 UFUNCS = frozenset([
@@ -55,13 +57,26 @@ class Namer:
         return repr(x)
 
 
-def plan_memory(prog, donate=()):
-    """For each equation: the buffer (a dead Var) to write into, or None, and
-    the names to delete after it.  Returns (outs, dels)."""
-    n = len(prog.eqns)
-    last = {}                       # Var -> index of the last equation reading it
-    for k, e in enumerate(prog.eqns):
-        for v in e.inputs:
+class Step:
+    """One call of the generated code: a single equation, or a fused kernel."""
+    __slots__ = ("eqn", "kernel", "inputs", "outs")
+
+    def __init__(self, eqn=None, kernel=None):
+        self.eqn, self.kernel = eqn, kernel
+        self.inputs = kernel.inputs if kernel else eqn.inputs
+        self.outs = kernel.outputs if kernel else [eqn.out]
+
+    def prim_name(self):
+        return self.eqn.prim.name if self.eqn else "fused"
+
+
+def plan_memory(prog, steps, donate=()):
+    """For each step: the buffer (a dead Var) its result is written into, or
+    None, and the names to delete after it.  Returns (outs, dels)."""
+    n = len(steps)
+    last = {}                       # Var -> index of the last step reading it
+    for k, st in enumerate(steps):
+        for v in st.inputs:
             if isinstance(v, Var):
                 last[v] = k
     for v in prog.outvars:
@@ -90,24 +105,26 @@ def plan_memory(prog, donate=()):
         elif b not in prog.consts:
             dels[k].append(b)
 
-    for k, e in enumerate(prog.eqns):
-        dying = [v for v in dict.fromkeys(e.inputs) if isinstance(v, Var) and last[v] == k]
-        in_place = e.prim.name in UFUNCS
+    for k, st in enumerate(steps):
+        name = st.prim_name()
+        dying = [v for v in dict.fromkeys(st.inputs) if isinstance(v, Var) and last[v] == k]
+        in_place = name in UFUNCS
         if in_place:                # a ufunc may overwrite an input it reads last
             for v in dying:
                 release(v, k)
-        if e.prim.name in TAKES_OUT and pool.get(key(e.out)):
-            b = pool[key(e.out)].pop()
+        if name in TAKES_OUT and pool.get(key(st.outs[0])):
+            b = pool[key(st.outs[0])].pop()
             del released_at[b]
             outs[k] = b
             dels[k].append(b)       # the buffer lives on under the new name
-        if is_view(e):
-            base[e.out] = base[e.inputs[0]]
-            alive[base[e.out]] += 1
-        else:
-            base[e.out] = e.out
-            alive[e.out] = 1
-            poolable.add(e.out)
+        for o in st.outs:
+            if st.eqn is not None and is_view(st.eqn):
+                base[o] = base[st.eqn.inputs[0]]
+                alive[base[o]] += 1
+            else:
+                base[o] = o
+                alive[o] = 1
+                poolable.add(o)
         if not in_place:
             for v in dying:
                 release(v, k)
@@ -116,31 +133,43 @@ def plan_memory(prog, donate=()):
     return outs, dels
 
 
-def compile_numpy(prog, xp, donate=()):
-    """A function (list of input arrays) -> list of output arrays."""
+def make_steps(prog, fuse):
+    """One step per equation, or fused kernels for small elementwise groups."""
+    if not fuse:
+        return [Step(eqn=e) for e in prog.eqns], None
+    from . import exec_cpu, fusion
+    steps, kernels = [], []
+    for eqns, kernel in fusion.kernels(prog):
+        if (kernel is not None and len(kernel.inputs) <= 64 and 0 < len(kernel.outputs) <= 64
+                and int(np.prod(kernel.shape, dtype=np.int64)) <= exec_cpu.MAX_ELEMENTS):
+            steps.append(Step(kernel=kernel))
+            kernels.append(kernel)
+        else:
+            steps.extend(Step(eqn=e) for e in eqns)
+    module = exec_cpu.build(list({k.name: k for k in kernels}.values()))
+    if module is None:
+        return [Step(eqn=e) for e in prog.eqns], None
+    return steps, module
+
+
+def compile_numpy(prog, xp, donate=(), fuse=False):
+    """A function (list of input arrays) -> list of output arrays; `fuse`
+    compiles small elementwise groups to C++ (NumPy backend only)."""
     name = Namer(prog)
     ns = name.namespace
     ns["xp"] = xp
-    outs, dels = plan_memory(prog, donate)
+    steps, module = make_steps(prog, fuse)
+    outs, dels = plan_memory(prog, steps, donate)
     lines = ["def run(leaves):"]
     if prog.invars:
         lines.append(f"    {', '.join(name(v) for v in prog.invars)}, = leaves")
-    for k, e in enumerate(prog.eqns):
-        args = [name(v) for v in e.inputs]
-        out = f", out={name(outs[k])}" if outs[k] is not None else ""
-        p = e.prim.name
-        if p in UFUNCS:
-            call = f"xp.{p}({', '.join(args)}{out})"
-        elif p in REDUCTIONS:
-            call = (f"xp.{p}({args[0]}, axis={e.params['axis']!r}, "
-                    f"keepdims={e.params['keepdims']!r}{out})")
-        elif p in ("matmul", "clip"):
-            call = f"xp.{p}({', '.join(args)}{out})"
+    for k, st in enumerate(steps):
+        if st.kernel is not None:
+            ns[st.kernel.name] = getattr(module, st.kernel.name)
+            lines.append(f"    {', '.join(name(v) for v in st.outs)}, = "
+                         f"{st.kernel.name}({', '.join(name(v) for v in st.inputs)})")
         else:
-            fn = f"f{k}"
-            ns[fn] = functools.partial(e.prim.impl, **e.params) if e.params else e.prim.impl
-            call = f"{fn}(xp, {', '.join(args)})"
-        lines.append(f"    {name(e.out)} = {call}")
+            lines.append(f"    {name(st.eqn.out)} = {_call(st.eqn, k, name, outs[k], ns)}")
         gone = [name(v) for v in dict.fromkeys(dels[k])]
         if gone:
             lines.append(f"    del {', '.join(gone)}")
@@ -150,3 +179,17 @@ def compile_numpy(prog, xp, donate=()):
     run = ns["run"]
     run.source = source
     return run
+
+
+def _call(e, k, name, out_buf, ns):
+    args = [name(v) for v in e.inputs]
+    out = f", out={name(out_buf)}" if out_buf is not None else ""
+    p = e.prim.name
+    if p in UFUNCS or p in ("matmul", "clip"):
+        return f"xp.{p}({', '.join(args)}{out})"
+    if p in REDUCTIONS:
+        return (f"xp.{p}({args[0]}, axis={e.params['axis']!r}, "
+                f"keepdims={e.params['keepdims']!r}{out})")
+    fn = f"f{k}"
+    ns[fn] = functools.partial(e.prim.impl, **e.params) if e.params else e.prim.impl
+    return f"{fn}(xp, {', '.join(args)})"

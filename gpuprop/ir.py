@@ -150,22 +150,16 @@ def optimize(prog):
     return dce(cse(prog))
 
 
-def is_elementwise(e, fusible):
-    """An equation a fused kernel can compute: a fusible primitive whose
-    output has the broadcast shape of its inputs, on numeric dtypes."""
-    return e.prim.name in fusible and e.out.aval.dtype.kind in "biuf"
-
-
 def group_elementwise(prog, fusible):
     """Partition the equations into steps: a single equation, or a group of
-    elementwise equations with one output shape, run together at the place
-    of the group's first equation.  An equation joins the latest group of its
-    shape whose start already has all of the equation's inputs available."""
+    elementwise equations (`fusible(eqn)`) with one output shape, run together
+    at the place of the group's first equation.  An equation joins the latest
+    group of its shape whose start already has all of its inputs available."""
     steps = []              # each: list of Eqn
     shape_groups = {}       # shape -> [step index of groups with that shape]
     where = {}              # Var -> step index that produces it
     for e in prog.eqns:
-        if is_elementwise(e, fusible):
+        if fusible(e):
             produced = [where.get(v, -1) for v in e.inputs if isinstance(v, Var)]
             for gi in reversed(shape_groups.get(e.out.aval.shape, [])):
                 if all(p <= gi for p in produced):

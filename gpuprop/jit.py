@@ -118,7 +118,9 @@ def stage(f, args, kwargs, static_argnums=(), name=None):
 
         targs = [a if i in static_argnums else _map_leaves(to_tracer(names[i]), a)
                  for i, a in enumerate(args)]
-        tkwargs = {k: _map_leaves(to_tracer(k), v) for k, v in kwargs.items()}
+        # in sorted order, as tree_flatten orders a dict: the order of the leaves
+        # Jitted passes to the compiled program
+        tkwargs = {k: _map_leaves(to_tracer(k), kwargs[k]) for k in sorted(kwargs)}
         out = f(*targs, **tkwargs)
         out_leaves, out_tree = tree_flatten(out)
         outvars = [trace.full_raise(o).var for o in out_leaves]
@@ -137,7 +139,8 @@ def make_ir(f, static_argnums=()):
 
     @functools.wraps(f)
     def build(*args, **kwargs):
-        return stage(f, args, kwargs, static)[0]
+        n = len(args)
+        return stage(f, args, kwargs, {i % n for i in static if -n <= i < n})[0]
     return build
 
 
@@ -154,6 +157,16 @@ class Jitted:
         self.static_argnums = _as_tuple(static_argnums)
         self.static_argnames = tuple((static_argnames,) if isinstance(static_argnames, str)
                                      else static_argnames)
+        # a static argument may be passed by position or by name, as in JAX
+        try:
+            sig = [p.name for p in inspect.signature(f).parameters.values()
+                   if p.kind is p.POSITIONAL_OR_KEYWORD]
+        except (TypeError, ValueError):
+            sig = []
+        self._named_pos = tuple(sig.index(k) for k in self.static_argnames if k in sig)
+        self._num_names = {i: sig[i] for i in self.static_argnums if -len(sig) <= i < len(sig)}
+        self.static_argnames += tuple(k for k in self._num_names.values()
+                                      if k not in self.static_argnames)
         self.donate_argnums = _as_tuple(donate_argnums)
         self.cuda_graph = cuda_graph
         self._cache = {}
@@ -173,12 +186,12 @@ class Jitted:
     def _signature(self, args, kwargs):
         be = backend.current()
         n = len(args)
-        static = []
         for i in self.static_argnums:
-            if not -n <= i < n:
+            if not -n <= i < n and self._num_names.get(i) not in kwargs:
                 raise ValueError(f"jit({self.__name__}): static_argnums {i} is out of "
                                  f"range for {n} positional argument(s)")
-            static.append(_hashable(self.__name__, f"argument {i}", args[i]))
+        static = [_hashable(self.__name__, f"argument {i}", args[i])
+                  for i in sorted(self._static_pos(n))]
         static_kw = tuple((k, _hashable(self.__name__, f"argument {k!r}", kwargs[k]))
                           for k in sorted(kwargs) if k in self.static_argnames)
         dyn = (tuple(a for i, a in enumerate(args) if i not in self._static_pos(n)),
@@ -200,7 +213,8 @@ class Jitted:
         return key, arrays
 
     def _static_pos(self, n):
-        return {i % n for i in self.static_argnums} if n else set()
+        return ({i % n for i in self.static_argnums if -n <= i < n} |
+                {i for i in self._named_pos if i < n})
 
     def _compile(self, key, args, kwargs):
         with self._lock:
@@ -237,7 +251,10 @@ class Jitted:
 
     def lower(self, *args, **kwargs):
         """The optimised Program for these arguments (as make_ir)."""
-        return make_ir(self.fun, self.static_argnums)(*args, **kwargs)
+        skw = {k: v for k, v in kwargs.items() if k in self.static_argnames}
+        fun = functools.partial(self.fun, **skw) if skw else self.fun
+        dkw = {k: v for k, v in kwargs.items() if k not in self.static_argnames}
+        return stage(fun, args, dkw, self._static_pos(len(args)), self.__name__)[0]
 
     def __get__(self, obj, objtype=None):      # as a method
         return self if obj is None else functools.partial(self, obj)
@@ -288,7 +305,7 @@ def compile_program(prog, donate=(), cuda_graph=None):
         from .exec_cuda import compile_cuda
         return compile_cuda(prog, donate=donate, graph=cuda_graph)
     from .exec_numpy import compile_numpy
-    return compile_numpy(prog, be.xp, donate=donate)
+    return compile_numpy(prog, be.xp, donate=donate, fuse=be.name == "numpy")
 
 
 def jit(f=None, *, static_argnums=(), static_argnames=(), donate_argnums=(),

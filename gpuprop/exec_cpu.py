@@ -1,0 +1,168 @@
+"""Fused elementwise groups on the CPU: the kernels of a program compiled
+into one small C++ extension module with the system's C++ compiler.
+
+Calling NumPy once per operation costs about a microsecond each, whatever the
+array size; a fused group costs one call.  Used for small groups (where call
+overhead dominates) when a compiler and Python's headers are present;
+GPUPROP_CPU_FUSION=0 turns it off.  Modules are cached on disk by the hash of
+their source, so each program compiles once per machine.
+"""
+import hashlib
+import importlib.machinery
+import importlib.util
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+
+import numpy as np
+
+log = logging.getLogger("gpuprop.jit")
+
+MAX_ELEMENTS = 8192     # above this NumPy's vectorised loops beat a scalar C++ loop
+NPY_TYPES = {"float32": "NPY_FLOAT32", "float64": "NPY_FLOAT64", "bool": "NPY_BOOL"}
+
+_PRELUDE = r"""
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
+#include <numpy/arrayobject.h>
+#include <cmath>
+using namespace std;
+
+/* Convert the inputs (C-contiguous, right dtype), allocate the outputs, run. */
+static PyObject* run_kernel(PyObject* const* args, Py_ssize_t nargs, int nin,
+                            const int* in_types, const npy_intp* in_sizes, int nout,
+                            const int* out_types, int nd, const npy_intp* dims,
+                            void (*fn)(char**, char**)) {
+    if (nargs != nin) {
+        PyErr_Format(PyExc_TypeError, "fused kernel: %d inputs expected", nin);
+        return NULL;
+    }
+    PyArrayObject* ins[64]; char* in_data[64]; char* out_data[64];
+    PyObject* outs = PyTuple_New(nout);
+    if (!outs) return NULL;
+    int k = 0;
+    for (; k < nin; ++k) {
+        ins[k] = (PyArrayObject*)PyArray_FROMANY(args[k], in_types[k], 0, 0,
+                                                 NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED);
+        if (!ins[k]) goto fail;
+        if (PyArray_SIZE(ins[k]) != in_sizes[k]) {
+            PyErr_Format(PyExc_ValueError, "fused kernel: input %d has %zd elements, "
+                         "%zd expected", k, (Py_ssize_t)PyArray_SIZE(ins[k]),
+                         (Py_ssize_t)in_sizes[k]);
+            ++k; goto fail;
+        }
+        in_data[k] = (char*)PyArray_DATA(ins[k]);
+    }
+    for (int j = 0; j < nout; ++j) {
+        PyObject* o = PyArray_SimpleNew(nd, (npy_intp*)dims, out_types[j]);
+        if (!o) goto fail;
+        PyTuple_SET_ITEM(outs, j, o);
+        out_data[j] = (char*)PyArray_DATA((PyArrayObject*)o);
+    }
+    Py_BEGIN_ALLOW_THREADS
+    fn(in_data, out_data);
+    Py_END_ALLOW_THREADS
+    for (int j = 0; j < nin; ++j) Py_DECREF(ins[j]);
+    return outs;
+fail:
+    for (int j = 0; j < k; ++j) Py_XDECREF(ins[j]);
+    Py_DECREF(outs);
+    return NULL;
+}
+"""
+
+
+def _list(xs):
+    return "{" + ", ".join(xs) + "}" if xs else "{0}"
+
+
+def module_source(modname, kernels):
+    parts = [_PRELUDE]
+    methods = []
+    for k in kernels:
+        parts.append(k.cpp_function())
+        in_types = [NPY_TYPES[v.aval.dtype.name] for v in k.inputs]
+        sizes = [f"{int(np.prod(v.aval.shape, dtype=np.int64))}" for v in k.inputs]
+        out_types = [NPY_TYPES[v.aval.dtype.name] for v in k.outputs]
+        dims = [str(d) for d in k.shape]
+        parts.append(
+            f"static PyObject* py_{k.name}(PyObject* self, PyObject* const* args, Py_ssize_t n) {{\n"
+            f"  static const int it[] = {_list(in_types)};\n"
+            f"  static const npy_intp is[] = {_list(sizes)};\n"
+            f"  static const int ot[] = {_list(out_types)};\n"
+            f"  static const npy_intp dims[] = {_list(dims)};\n"
+            f"  return run_kernel(args, n, {len(k.inputs)}, it, is, {len(k.outputs)}, ot, "
+            f"{len(k.shape)}, dims, {k.name});\n}}\n")
+        methods.append(f'  {{"{k.name}", (PyCFunction)(void(*)(void))py_{k.name}, '
+                       f'METH_FASTCALL, NULL}},')
+    parts.append("static PyMethodDef methods[] = {\n" + "\n".join(methods)
+                 + "\n  {NULL, NULL, 0, NULL}\n};\n")
+    parts.append(f'static struct PyModuleDef module = {{PyModuleDef_HEAD_INIT, "{modname}", '
+                 f'NULL, -1, methods}};\n'
+                 f"PyMODINIT_FUNC PyInit_{modname}(void) {{\n"
+                 f"  import_array();\n  return PyModule_Create(&module);\n}}\n")
+    return "\n".join(parts)
+
+
+def compiler():
+    """The C++ compiler to use, or None when CPU fusion is unavailable."""
+    if os.environ.get("GPUPROP_CPU_FUSION", "").strip() == "0":
+        return None
+    inc = sysconfig.get_paths().get("include", "")
+    if not os.path.exists(os.path.join(inc, "Python.h")):
+        return None
+    return os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+
+
+def cache_dir():
+    d = os.environ.get("GPUPROP_CACHE_DIR") or os.path.join(
+        os.path.expanduser("~"), ".cache", "gpuprop", "kernels")
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+_loaded = {}
+_lock = threading.Lock()
+
+
+def build(kernels):
+    """The compiled module holding `kernels`, or None if compiling failed."""
+    cxx = compiler()
+    if cxx is None or not kernels:
+        return None
+    tag = f"{sys.implementation.cache_tag}-{np.__version__}"
+    digest = hashlib.sha1((tag + "".join(k.cpp_function() for k in kernels)).encode())
+    modname = "gpuprop_fused_" + digest.hexdigest()[:16]
+    with _lock:
+        if modname in _loaded:
+            return _loaded[modname]
+        path = os.path.join(cache_dir(), modname + sysconfig.get_config_var("EXT_SUFFIX"))
+        if not os.path.exists(path):
+            src = module_source(modname, kernels)
+            with tempfile.TemporaryDirectory() as tmp:
+                cpp = os.path.join(tmp, modname + ".cpp")
+                with open(cpp, "w") as fh:
+                    fh.write(src)
+                tmp_so = os.path.join(tmp, os.path.basename(path))
+                cmd = [cxx, "-O2", "-shared", "-fPIC", "-ffp-contract=off", "-fno-math-errno",
+                       "-w", "-I", sysconfig.get_paths()["include"], "-I", np.get_include(),
+                       cpp, "-o", tmp_so]
+                res = subprocess.run(cmd, capture_output=True, text=True)
+                if res.returncode != 0:
+                    log.warning("CPU fusion disabled for this program: %s failed:\n%s",
+                                cxx, res.stderr[-2000:])
+                    _loaded[modname] = None
+                    return None
+                os.replace(tmp_so, path)        # atomic: concurrent builders agree
+        loader = importlib.machinery.ExtensionFileLoader(modname, path)
+        spec = importlib.util.spec_from_file_location(modname, path, loader=loader)
+        mod = importlib.util.module_from_spec(spec)
+        loader.exec_module(mod)
+        _loaded[modname] = mod
+        return mod

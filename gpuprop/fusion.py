@@ -1,0 +1,221 @@
+"""Fusion of elementwise groups into one kernel: the C++ expression of each
+fusible primitive, and the kernel body shared by the CUDA executor (a CuPy
+ElementwiseKernel) and the CPU executor (a compiled C++ loop).
+
+A group (ir.group_elementwise) is a set of elementwise equations with one
+output shape.  Its kernel reads the group's external inputs (broadcast to
+that shape), computes every equation in registers, and writes the values
+that are used outside the group.  The generated text is deterministic: the
+same group always gives the same source, so compiled kernels are cached.
+"""
+import hashlib
+
+import numpy as np
+
+from .ir import Literal
+
+C_TYPES = {"float32": "float", "float64": "double", "bool": "bool"}
+
+
+def _cast(t, x):
+    return f"(({t}){x})"
+
+
+def _max(a, b):
+    return f"(({a} != {a} || {a} > {b}) ? {a} : {b})"     # NaN propagates, as NumPy
+
+
+def _min(a, b):
+    return f"(({a} != {a} || {a} < {b}) ? {a} : {b})"
+
+
+def _fn(name):
+    return lambda T, x: f"{name}({x})"
+
+
+def _infix(op):
+    return lambda T, x, y: f"({x} {op} {y})"
+
+
+# primitive name -> (operand cast rule, expression of the cast operands)
+# cast rules: "out" casts operands to the result type; "common" to their
+# promoted type (comparisons); "bool" to bool; "none" leaves them; "branches"
+# casts all but the first (where's condition).
+EXPRESSIONS = {
+    "add": ("out", _infix("+")),
+    "subtract": ("out", _infix("-")),
+    "multiply": ("out", _infix("*")),
+    "divide": ("out", _infix("/")),
+    "negative": ("out", lambda T, x: f"(-{x})"),
+    "power": ("out", lambda T, x, y: f"pow({x}, {y})"),
+    "exp": ("out", _fn("exp")),
+    "log": ("out", _fn("log")),
+    "log1p": ("out", _fn("log1p")),
+    "expm1": ("out", _fn("expm1")),
+    "sqrt": ("out", _fn("sqrt")),
+    "sin": ("out", _fn("sin")),
+    "cos": ("out", _fn("cos")),
+    "tanh": ("out", _fn("tanh")),
+    "abs": ("out", _fn("fabs")),
+    "logistic": ("out", lambda T, x: f"(tanh({x} * ({T})0.5) * ({T})0.5 + ({T})0.5)"),
+    "sign": ("out", lambda T, x: f"(({x} > 0) ? ({T})1 : (({x} < 0) ? ({T})-1 : {x}))"),
+    "maximum": ("out", lambda T, x, y: _max(x, y)),
+    "minimum": ("out", lambda T, x, y: _min(x, y)),
+    "clip": ("out", lambda T, x, lo, hi: _min(_max(x, lo), hi)),
+    "where": ("branches", lambda T, c, x, y: f"({c} ? {x} : {y})"),
+    "greater": ("common", _infix(">")),
+    "greater_equal": ("common", _infix(">=")),
+    "less": ("common", _infix("<")),
+    "less_equal": ("common", _infix("<=")),
+    "equal": ("common", _infix("==")),
+    "not_equal": ("common", _infix("!=")),
+    "logical_and": ("bool", _infix("&&")),
+    "logical_or": ("bool", _infix("||")),
+    "logical_not": ("bool", lambda T, x: f"(!{x})"),
+    "isfinite": ("none", _fn("isfinite")),
+    "isnan": ("none", _fn("isnan")),
+    "astype": ("none", lambda T, x: _cast(T, x)),
+    "stop_gradient": ("out", lambda T, x: x),
+    "broadcast_to": ("out", lambda T, x: x),
+}
+TRANSCENDENTAL = frozenset(["power", "exp", "log", "log1p", "expm1", "sin", "cos", "tanh",
+                            "logistic"])
+
+
+def fusible(e):
+    """Whether equation e can be computed inside a fused kernel."""
+    if e.prim.name not in EXPRESSIONS:
+        return False
+    dts = [e.out.aval.dtype] + [v.aval.dtype for v in e.inputs if not isinstance(v, Literal)]
+    return all(dt.name in C_TYPES for dt in dts)
+
+
+def _literal(x, T):
+    if isinstance(x, (bool, np.bool_)):
+        return "true" if x else "false"
+    x = float(x)
+    if x != x:
+        return f"(({T})(0.0 / 0.0))"
+    if x in (np.inf, -np.inf):
+        return f"(({T})({'-' if x < 0 else ''}1.0 / 0.0))"
+    return f"(({T}){x!r})"
+
+
+class Kernel:
+    """One fused group: its inputs, outputs, and kernel body."""
+
+    def __init__(self, eqns, used_outside):
+        self.eqns = eqns
+        self.shape = eqns[0].out.aval.shape
+        inside = {e.out for e in eqns}
+        self.inputs = list(dict.fromkeys(
+            v for e in eqns for v in e.inputs
+            if not isinstance(v, Literal) and v not in inside))
+        self.outputs = [e.out for e in eqns if e.out in used_outside]
+        self.body = self._body()
+        self.name = "gpuprop_" + hashlib.sha1(self.signature().encode()).hexdigest()[:12]
+
+    def _body(self):
+        names = {v: f"in{i}" for i, v in enumerate(self.inputs)}
+        lines = []
+        for k, e in enumerate(self.eqns):
+            T = C_TYPES[e.out.aval.dtype.name]
+            rule, expr = EXPRESSIONS[e.prim.name]
+            common = C_TYPES[np.result_type(*[
+                v.value if isinstance(v, Literal) else v.aval.dtype for v in e.inputs]).name]
+            ops = []
+            for j, v in enumerate(e.inputs):
+                target = {"out": T, "common": common, "bool": "bool", "none": None,
+                          "branches": None if j == 0 else T}[rule]
+                if isinstance(v, Literal):
+                    ops.append(_literal(v.value, target or common))
+                elif target is None or C_TYPES[v.aval.dtype.name] == target:
+                    ops.append(names[v])
+                else:
+                    ops.append(_cast(target, names[v]))
+            names[e.out] = f"t{k}"
+            lines.append(f"{T} t{k} = {expr(T, *ops)};")
+        for i, v in enumerate(self.outputs):
+            lines.append(f"out{i} = {names[v]};")
+        return "\n".join(lines)
+
+    def signature(self):
+        ins = ", ".join(f"{v.aval.dtype.name} in{i}" for i, v in enumerate(self.inputs))
+        outs = ", ".join(f"{v.aval.dtype.name} out{i}" for i, v in enumerate(self.outputs))
+        return f"({ins}) -> ({outs})\n{self.body}"
+
+    # ---- CUDA: a CuPy ElementwiseKernel ----------------------------------
+    def cuda_params(self):
+        """(in_params, out_params, operation, name) for cupy.ElementwiseKernel."""
+        ins = ", ".join(f"{v.aval.dtype.name} in{i}" for i, v in enumerate(self.inputs))
+        outs = ", ".join(f"{v.aval.dtype.name} out{i}" for i, v in enumerate(self.outputs))
+        return ins, outs, self.body, self.name
+
+    def cuda_source(self):
+        """A standalone CUDA translation unit of the same kernel, for nvcc checks
+        and golden tests (CuPy generates the equivalent wrapper itself)."""
+        params = [f"const {C_TYPES[v.aval.dtype.name]}* __restrict__ p_in{i}"
+                  for i, v in enumerate(self.inputs)]
+        params += [f"{C_TYPES[v.aval.dtype.name]}* __restrict__ p_out{i}"
+                   for i, v in enumerate(self.outputs)]
+        return (f'extern "C" __global__ void {self.name}({", ".join(params)}, long long n) {{\n'
+                f"  long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;\n"
+                f"  if (i >= n) return;\n" + self._loads_and_stores("  ") + "}\n")
+
+    # ---- CPU: a C++ loop ----------------------------------------------------
+    def cpp_function(self):
+        """A C++ function `void name(char** ins, char** outs)` over the group's
+        elements; inputs are C-contiguous with their own (broadcast) shapes."""
+        return (f"static void {self.name}(char** ins, char** outs) {{\n"
+                f"  const long long n = {int(np.prod(self.shape, dtype=np.int64))}LL;\n"
+                + "".join(f"  const {C_TYPES[v.aval.dtype.name]}* p_in{i} = "
+                          f"(const {C_TYPES[v.aval.dtype.name]}*)ins[{i}];\n"
+                          for i, v in enumerate(self.inputs))
+                + "".join(f"  {C_TYPES[v.aval.dtype.name]}* p_out{i} = "
+                          f"({C_TYPES[v.aval.dtype.name]}*)outs[{i}];\n"
+                          for i, v in enumerate(self.outputs))
+                + "  for (long long i = 0; i < n; ++i) {\n"
+                + self._loads_and_stores("    ") + "  }\n}\n")
+
+    def _loads_and_stores(self, pad):
+        lines = [f"const {C_TYPES[v.aval.dtype.name]} in{i} = p_in{i}[{self._index(v.aval.shape)}];"
+                 for i, v in enumerate(self.inputs)]
+        lines += [f"{C_TYPES[v.aval.dtype.name]} out{i};" for i, v in enumerate(self.outputs)]
+        lines += self.body.split("\n")
+        lines += [f"p_out{i}[i] = out{i};" for i in range(len(self.outputs))]
+        return "".join(pad + line + "\n" for line in lines)
+
+    def _index(self, shape):
+        """The flat index into an input of `shape` broadcast to the group's shape."""
+        S = self.shape
+        if tuple(shape) == tuple(S):
+            return "i"
+        if int(np.prod(shape, dtype=np.int64)) == 1:
+            return "0"
+        shape = (1,) * (len(S) - len(shape)) + tuple(shape)
+        terms, stride = [], 1
+        for d in reversed(range(len(S))):
+            if shape[d] != 1:
+                inner = int(np.prod(S[d + 1:], dtype=np.int64))
+                term = f"(i / {inner}LL)" if inner != 1 else "i"
+                if d > 0:
+                    term = f"({term} % {S[d]}LL)"
+                terms.append(f"{term} * {stride}LL" if stride != 1 else term)
+                stride *= shape[d]
+        return " + ".join(reversed(terms))
+
+
+def kernels(prog):
+    """The fusible groups of a program (of two or more equations), as Kernels,
+    with the step list they belong to: [(eqns, Kernel | None)]."""
+    from .ir import group_elementwise
+    used = {}
+    steps = group_elementwise(prog, fusible)
+    owner = {e.out: i for i, step in enumerate(steps) for e in step}
+    for i, step in enumerate(steps):
+        for e in step:
+            for v in e.inputs:
+                if not isinstance(v, Literal) and owner.get(v, -1) != i:
+                    used.setdefault(v, set()).add(i)
+    outside = {v for v in used} | {v for v in prog.outvars if not isinstance(v, Literal)}
+    return [(step, Kernel(step, outside) if len(step) > 1 else None) for step in steps]
