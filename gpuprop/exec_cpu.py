@@ -131,10 +131,16 @@ _loaded = {}
 _lock = threading.Lock()
 
 
+def accepts(kernel):
+    """Small groups only: above MAX_ELEMENTS NumPy's vectorised loops win."""
+    return (len(kernel.inputs) <= 64 and len(kernel.outputs) <= 64
+            and int(np.prod(kernel.shape, dtype=np.int64)) <= MAX_ELEMENTS)
+
+
 def build(kernels):
     """The compiled module holding `kernels`, or None if compiling failed."""
     cxx = compiler()
-    if cxx is None or not kernels:
+    if cxx is None:
         return None
     tag = f"{sys.implementation.cache_tag}-{np.__version__}"
     digest = hashlib.sha1((tag + "".join(k.cpp_function() for k in kernels)).encode())

@@ -133,32 +133,35 @@ def plan_memory(prog, steps, donate=()):
     return outs, dels
 
 
-def make_steps(prog, fuse):
-    """One step per equation, or fused kernels for small elementwise groups."""
-    if not fuse:
-        return [Step(eqn=e) for e in prog.eqns], None
-    from . import exec_cpu, fusion
-    steps, kernels = [], []
+def make_steps(prog, fuser):
+    """One step per equation, with elementwise groups that `fuser` accepts
+    fused into single kernels (fuser.accepts(kernel), fuser.build(kernels)
+    -> an object holding a callable per kernel name, or None)."""
+    plain = [Step(eqn=e) for e in prog.eqns]
+    if fuser is None:
+        return plain, None
+    from . import fusion
+    steps, kernels = [], {}
     for eqns, kernel in fusion.kernels(prog):
-        if (kernel is not None and len(kernel.inputs) <= 64 and 0 < len(kernel.outputs) <= 64
-                and int(np.prod(kernel.shape, dtype=np.int64)) <= exec_cpu.MAX_ELEMENTS):
+        if kernel is not None and kernel.outputs and fuser.accepts(kernel):
             steps.append(Step(kernel=kernel))
-            kernels.append(kernel)
+            kernels[kernel.name] = kernel
         else:
             steps.extend(Step(eqn=e) for e in eqns)
-    module = exec_cpu.build(list({k.name: k for k in kernels}.values()))
-    if module is None:
-        return [Step(eqn=e) for e in prog.eqns], None
-    return steps, module
+    module = fuser.build(list(kernels.values())) if kernels else None
+    return (steps, module) if module is not None else (plain, None)
 
 
-def compile_numpy(prog, xp, donate=(), fuse=False):
-    """A function (list of input arrays) -> list of output arrays; `fuse`
-    compiles small elementwise groups to C++ (NumPy backend only)."""
+def compile_numpy(prog, xp, donate=(), fuser=None, keep=False):
+    """A function (list of input arrays) -> list of output arrays.
+
+    fuser: fuses elementwise groups (exec_cpu, exec_cuda), or None.
+    keep: delete nothing and also return every intermediate (CUDA graph
+    capture must keep the memory it recorded)."""
     name = Namer(prog)
     ns = name.namespace
     ns["xp"] = xp
-    steps, module = make_steps(prog, fuse)
+    steps, module = make_steps(prog, fuser)
     outs, dels = plan_memory(prog, steps, donate)
     lines = ["def run(leaves):"]
     if prog.invars:
@@ -171,13 +174,18 @@ def compile_numpy(prog, xp, donate=(), fuse=False):
         else:
             lines.append(f"    {name(st.eqn.out)} = {_call(st.eqn, k, name, outs[k], ns)}")
         gone = [name(v) for v in dict.fromkeys(dels[k])]
-        if gone:
+        if gone and not keep:
             lines.append(f"    del {', '.join(gone)}")
-    lines.append(f"    return [{', '.join(name(v) for v in prog.outvars)}]")
+    result = f"[{', '.join(name(v) for v in prog.outvars)}]"
+    if keep:
+        made = [name(v) for st in steps for v in st.outs]
+        result += f", [{', '.join(made)}]"
+    lines.append(f"    return {result}")
     source = "\n".join(lines)
     exec(compile(source, f"<gpuprop jit {prog.name}>", "exec"), ns)
     run = ns["run"]
     run.source = source
+    run.launches = len(steps)       # calls into the backend per run
     return run
 
 

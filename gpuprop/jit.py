@@ -300,12 +300,17 @@ def _fmt_sig(s):
 
 def compile_program(prog, donate=(), cuda_graph=None):
     """A function (list of input arrays) -> list of outputs, for the active backend."""
+    from .exec_numpy import compile_numpy
     be = backend.current()
     if be.name == "cupy":
-        from .exec_cuda import compile_cuda
-        return compile_cuda(prog, donate=donate, graph=cuda_graph)
-    from .exec_numpy import compile_numpy
-    return compile_numpy(prog, be.xp, donate=donate, fuse=be.name == "numpy")
+        from . import exec_cuda
+        run = compile_numpy(prog, be.xp, donate=donate, fuser=exec_cuda)
+        return exec_cuda.as_graph(prog, donate) if cuda_graph else run
+    fuser = None
+    if be.name == "numpy":
+        from . import exec_cpu
+        fuser = exec_cpu if exec_cpu.compiler() else None
+    return compile_numpy(prog, be.xp, donate=donate, fuser=fuser)
 
 
 def jit(f=None, *, static_argnums=(), static_argnames=(), donate_argnums=(),

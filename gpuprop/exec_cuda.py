@@ -1,0 +1,72 @@
+"""The CuPy executor's pieces: each fused group becomes one generated
+cupy.ElementwiseKernel (compiled once by CuPy and cached by its source), and
+a whole program can be captured once as a CUDA graph and replayed.
+
+The straight-line driver is exec_numpy's, over the cupy namespace.
+"""
+import types
+
+
+def accepts(kernel):
+    return True
+
+
+def build(kernels):
+    """An object with one callable per kernel name: inputs -> list of outputs."""
+    import cupy
+    calls = types.SimpleNamespace()
+    for k in kernels:
+        in_params, out_params, body, name = k.cuda_params()
+        ek = cupy.ElementwiseKernel(in_params, out_params, body, name)
+        specs = [(k.shape, v.aval.dtype) for v in k.outputs]
+
+        def call(*ins, ek=ek, specs=specs):
+            outs = [cupy.empty(shape, dtype) for shape, dtype in specs]
+            ek(*ins, *outs)     # inputs broadcast to the outputs' shape
+            return outs
+        setattr(calls, name, call)
+    return calls
+
+
+def as_graph(prog, donate=()):
+    """The program captured once as a CUDA graph, replayed on each call: the
+    inputs are copied into fixed buffers, the graph is launched, and the
+    outputs are copied out (the graph writes the same memory every time)."""
+    import cupy
+    from .exec_numpy import compile_numpy
+    fuser = types.SimpleNamespace(accepts=accepts, build=build)
+    run = compile_numpy(prog, cupy, donate=(), fuser=fuser, keep=True)
+    state = {}
+
+    def call(leaves):
+        if "graph" not in state:
+            state["stream"] = stream = cupy.cuda.Stream(non_blocking=True)
+            with stream:
+                state["inputs"] = [cupy.array(x, copy=True) for x in leaves]
+                run(state["inputs"])         # compiles kernels, fills the memory pool
+                stream.synchronize()
+                stream.begin_capture()
+                try:
+                    outs, made = run(state["inputs"])
+                finally:
+                    state["graph"] = stream.end_capture()
+                state["outs"], state["made"] = outs, made   # memory the graph uses
+        stream = state["stream"]
+        with stream:
+            for buf, x in zip(state["inputs"], leaves):
+                cupy.copyto(buf, x)
+            state["graph"].launch(stream)
+            result = [o.copy() if hasattr(o, "copy") else o for o in state["outs"]]
+        stream.synchronize()
+        return result
+
+    call.source = run.source
+    call.launches = 1
+    return call
+
+
+def kernel_sources(prog):
+    """The CUDA source of every fused kernel of a program (for tests and nvcc)."""
+    from .fusion import kernels
+    return [k.cuda_source() for _, k in kernels(prog) if k is not None and k.outputs]
+
