@@ -13,7 +13,7 @@ import itertools
 import numpy as np
 
 from . import backend
-from .core import ShapedArray, Trace, Tracer, bind, new_main, shape_of
+from .core import ShapedArray, Trace, Tracer, bind, eval_primitive, new_main, shape_of
 from .numpy import elementwise as ew
 from .numpy.creation import ones, zeros
 from .numpy.shape import reshape, stack
@@ -61,13 +61,21 @@ class ReverseTrace(Trace):
 
     lift = pure
 
-    def process_primitive(self, prim, tracers, params):
-        primals = [t.primal for t in tracers]
-        out = bind(prim, primals, params)
-        if not prim.differentiable or out.dtype.kind not in "fc":
-            return ReverseTracer(self, out, None)
-        parents = [t.node for t in tracers]
-        if not any(parents):
+    def process_primitive(self, prim, args, params):
+        # unwrap our tracers by hand: constants need no tracer of their own
+        primals, parents = [], []
+        for a in args:
+            if type(a) is ReverseTracer and a._trace is self:
+                primals.append(a.primal)
+                parents.append(a.node)
+            else:
+                primals.append(a)
+                parents.append(None)
+        # at the first level the primals are concrete: skip bind's search
+        out = (eval_primitive(prim, primals, params) if self.main.level == 1
+               else bind(prim, primals, params))
+        if (not prim.differentiable or out.dtype.kind not in "fc"
+                or parents.count(None) == len(parents)):
             return ReverseTracer(self, out, None)
         return ReverseTracer(self, out, Node(prim, primals, out, params, parents))
 
@@ -139,22 +147,24 @@ def backward_pass(roots, release):
         _accumulate(cts, node, ct)
     for seq in sorted(reachable, reverse=True):
         node = reachable[seq]
-        if node.prim is None:
+        prim = node.prim
+        if prim is None:
             continue
         g = cts.pop(node, None)
         if g is not None:
-            prim, args, params = node.prim, node.primals, node.params
+            args, params, out, rules = node.primals, node.params, node.out, prim.vjp
             for i, parent in enumerate(node.parents):
                 if parent is None:
                     continue
-                if prim.vjp is not None:
-                    c = prim.vjp[i](g, node.out, *args, **params)
+                if rules is None:
+                    c = prim.vjp_variadic(i, g, out, *args, **params)
                 else:
-                    c = prim.vjp_variadic(i, g, node.out, *args, **params)
+                    c = rules[i](g, out, *args, **params) if params else rules[i](g, out, *args)
                 if c is None:
                     continue
-                if c.dtype is not args[i].dtype and c.dtype != args[i].dtype:
-                    c = ew.astype(c, args[i].dtype)
+                dt = args[i].dtype
+                if c.dtype is not dt and c.dtype != dt:
+                    c = ew.astype(c, dt)
                 _accumulate(cts, parent, c)
         if release:
             node.primals = node.out = node.params = None
@@ -188,6 +198,14 @@ def _as_input(name, leaf):
     return leaf
 
 
+def _as_output(leaf):
+    """A constant output leaf (f ignores its inputs): Python numbers become 0-d
+    arrays of the active backend (float -> float64), so they have a dtype."""
+    if type(leaf) in (bool, int, float, complex):
+        return backend.current().from_host(np.asarray(leaf))
+    return leaf
+
+
 def _vjp(name, f, primals, argnums, has_aux, release):
     """Run f on tracers for the arguments in argnums; return its outputs (the
     primal values), aux, and a function from output cotangents to gradients."""
@@ -215,7 +233,7 @@ def _vjp(name, f, primals, argnums, has_aux, release):
                                 f"a pair (output, aux), got {type(result).__name__}")
             result, aux = result
         out_leaves, out_tree = tree_flatten(result)
-        outs = [trace.full_raise(o) if isinstance(o, Tracer) else trace.pure(o)
+        outs = [trace.full_raise(o) if isinstance(o, Tracer) else trace.pure(_as_output(o))
                 for o in out_leaves]
     out_primals = [o.primal for o in outs]
     out_nodes = [o.node for o in outs]

@@ -7,6 +7,7 @@ process it; values from lower levels enter that trace as constants.  With no
 tracer among the arguments the primitive simply runs on the active backend.
 """
 import contextlib
+import functools
 import threading
 
 import numpy as np
@@ -75,6 +76,7 @@ class Primitive:
                  **rules):
         self.name = name
         self.impl = impl
+        self.impls = {}         # backend -> impl with the namespace bound
         self.abstract_eval = abstract_eval
         self.vjp = vjp
         self.vjp_variadic = vjp_variadic
@@ -83,6 +85,14 @@ class Primitive:
 
     def bind(self, *args, **params):
         return bind(self, args, params)
+
+    def impl_for(self, xp):
+        """impl with `xp` bound; an implementation that is just `xp.<name>`
+        (a ufunc) is called directly, saving a Python frame per operation."""
+        direct = getattr(xp, self.name, None)
+        if direct is not None and self.rules.get("direct"):
+            return direct
+        return functools.partial(self.impl, xp)
 
     def __repr__(self):
         return f"{self.name}_p"
@@ -176,7 +186,9 @@ class Trace:
             return self.lift(val)
         raise leaked(val)
 
-    def process_primitive(self, prim, tracers, params):
+    def process_primitive(self, prim, args, params):
+        """Apply prim to `args`: this trace's tracers, or values from lower
+        levels, which are constants here (lift them with full_raise)."""
         raise NotImplementedError
 
     def process_custom_vjp(self, fun, fwd, bwd, tracers):
@@ -196,6 +208,9 @@ class MainTrace:
         self.trace = trace_type(self)
         self.alive = True
         self.data = data
+
+
+_backend_state = backend._state     # read directly: this is the hot path
 
 
 class _Stack(threading.local):
@@ -230,22 +245,22 @@ def bind(prim, args, params):
         return eval_primitive(prim, args, params)
     if not top.alive:
         raise leaked(next(a for a in args if isinstance(a, Tracer) and a._trace.main is top))
-    trace = top.trace
-    return trace.process_primitive(
-        prim, [a if isinstance(a, Tracer) and a._trace is trace else trace.full_raise(a)
-               for a in args], params)
+    return top.trace.process_primitive(prim, args, params)
 
 
 def eval_primitive(prim, args, params):
     """Run a primitive on concrete arrays of the active backend."""
-    be = backend.current()
+    be = _backend_state.override or backend.current()
     ok = be.ok_types
     for a in args:
         if type(a) not in ok:
             args = _coerce_args(prim, args, be)
             break
+    fn = prim.impls.get(be)
+    if fn is None:
+        fn = prim.impls[be] = prim.impl_for(be.xp)
     try:
-        return prim.impl(be.xp, *args, **params)
+        return fn(*args, **params) if params else fn(*args)
     except (ValueError, TypeError, IndexError) as e:
         raise explain(prim, args, params, e) from e
 

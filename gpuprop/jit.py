@@ -69,8 +69,8 @@ class StagingTrace(Trace):
 
     lift = pure
 
-    def process_primitive(self, prim, tracers, params):
-        ins = [t.var for t in tracers]
+    def process_primitive(self, prim, args, params):
+        ins = [self.full_raise(a).var for a in args]
         out_aval = prim.abstract_eval(*[v.aval for v in ins], **params)
         deps = frozenset().union(*[v.deps for v in ins if isinstance(v, Var)])
         out = Var(out_aval, deps)

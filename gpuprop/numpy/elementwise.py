@@ -14,6 +14,11 @@ from . import reductions
 
 
 def _prim(name, impl, *vjp, **rules):
+    """An elementwise primitive; impl None means the backend's function of
+    the same name (a ufunc), which is then called directly."""
+    if impl is None:
+        impl = lambda xp, *args: getattr(xp, name)(*args)
+        rules["direct"] = True
     return Primitive(name, impl, elementwise_aval(name, impl), vjp=vjp or None, **rules)
 
 
@@ -23,19 +28,19 @@ def unbroadcast(g, x):
 
 
 # ---- arithmetic -------------------------------------------------------------
-add_p = _prim("add", lambda xp, x, y: xp.add(x, y),
+add_p = _prim("add", None,
               lambda g, out, x, y: unbroadcast(g, x),
               lambda g, out, x, y: unbroadcast(g, y))
-subtract_p = _prim("subtract", lambda xp, x, y: xp.subtract(x, y),
+subtract_p = _prim("subtract", None,
                    lambda g, out, x, y: unbroadcast(g, x),
                    lambda g, out, x, y: unbroadcast(negative(g), y))
-multiply_p = _prim("multiply", lambda xp, x, y: xp.multiply(x, y),
+multiply_p = _prim("multiply", None,
                    lambda g, out, x, y: unbroadcast(multiply(g, y), x),
                    lambda g, out, x, y: unbroadcast(multiply(g, x), y))
-divide_p = _prim("divide", lambda xp, x, y: xp.divide(x, y),
+divide_p = _prim("divide", None,
                  lambda g, out, x, y: unbroadcast(divide(g, y), x),
                  lambda g, out, x, y: unbroadcast(negative(multiply(g, divide(out, y))), y))
-negative_p = _prim("negative", lambda xp, x: xp.negative(x),
+negative_p = _prim("negative", None,
                    lambda g, out, x: negative(g))
 
 
@@ -55,29 +60,29 @@ def _power_dy(g, out, x, y):
     return unbroadcast(multiply(g, multiply(out, logx)), y)
 
 
-power_p = _prim("power", lambda xp, x, y: xp.power(x, y), _power_dx, _power_dy)
+power_p = _prim("power", None, _power_dx, _power_dy)
 
 # ---- transcendental ---------------------------------------------------------
-exp_p = _prim("exp", lambda xp, x: xp.exp(x), lambda g, out, x: multiply(g, out))
-log_p = _prim("log", lambda xp, x: xp.log(x), lambda g, out, x: divide(g, x))
-log1p_p = _prim("log1p", lambda xp, x: xp.log1p(x),
+exp_p = _prim("exp", None, lambda g, out, x: multiply(g, out))
+log_p = _prim("log", None, lambda g, out, x: divide(g, x))
+log1p_p = _prim("log1p", None,
                 lambda g, out, x: divide(g, add(x, 1)))
-expm1_p = _prim("expm1", lambda xp, x: xp.expm1(x),
+expm1_p = _prim("expm1", None,
                 lambda g, out, x: multiply(g, add(out, 1)))
-sqrt_p = _prim("sqrt", lambda xp, x: xp.sqrt(x),
+sqrt_p = _prim("sqrt", None,
                lambda g, out, x: divide(multiply(g, 0.5), out))
-sin_p = _prim("sin", lambda xp, x: xp.sin(x), lambda g, out, x: multiply(g, cos(x)))
-cos_p = _prim("cos", lambda xp, x: xp.cos(x),
+sin_p = _prim("sin", None, lambda g, out, x: multiply(g, cos(x)))
+cos_p = _prim("cos", None,
               lambda g, out, x: negative(multiply(g, sin(x))))
-tanh_p = _prim("tanh", lambda xp, x: xp.tanh(x),
+tanh_p = _prim("tanh", None,
                lambda g, out, x: multiply(g, subtract(1, multiply(out, out))))
 # 1/(1+exp(-x)) written through tanh: no overflow warning for large |x|
 logistic_p = _prim("logistic", lambda xp, x: xp.tanh(x * 0.5) * 0.5 + 0.5,
                    lambda g, out, x: multiply(g, multiply(out, subtract(1, out))))
-abs_p = _prim("abs", lambda xp, x: xp.abs(x), lambda g, out, x: multiply(g, sign(x)))
+abs_p = _prim("abs", None, lambda g, out, x: multiply(g, sign(x)))
 
 # ---- piecewise --------------------------------------------------------------
-sign_p = _prim("sign", lambda xp, x: xp.sign(x))        # derivative 0: no rule
+sign_p = _prim("sign", None)        # derivative 0: no rule
 
 
 def _select_rule(first):
@@ -90,15 +95,15 @@ def _select_rule(first):
     return rule
 
 
-maximum_p = _prim("maximum", lambda xp, x, y: xp.maximum(x, y),
+maximum_p = _prim("maximum", None,
                   _select_rule(True), _select_rule(False))
-minimum_p = _prim("minimum", lambda xp, x, y: xp.minimum(x, y),
+minimum_p = _prim("minimum", None,
                   _select_rule(True), _select_rule(False))
-where_p = _prim("where", lambda xp, c, x, y: xp.where(c, x, y),
+where_p = _prim("where", None,
                 None,
                 lambda g, out, c, x, y: unbroadcast(where(c, g, 0.0), x),
                 lambda g, out, c, x, y: unbroadcast(where(c, 0.0, g), y))
-clip_p = _prim("clip", lambda xp, x, lo, hi: xp.clip(x, lo, hi),
+clip_p = _prim("clip", None,
                lambda g, out, x, lo, hi: unbroadcast(
                    where(logical_and(greater_equal(x, lo), less_equal(x, hi)), g, 0.0), x),
                lambda g, out, x, lo, hi: unbroadcast(where(less(x, lo), g, 0.0), lo),
@@ -115,17 +120,17 @@ astype_p = _prim("astype", _astype_impl, lambda g, out, x, dtype: g)
 stop_gradient_p = _prim("stop_gradient", lambda xp, x: x)   # no rule: constant
 
 # ---- comparisons and logic (not differentiable; bool out) -------------------
-greater_p = _prim("greater", lambda xp, x, y: xp.greater(x, y))
-greater_equal_p = _prim("greater_equal", lambda xp, x, y: xp.greater_equal(x, y))
-less_p = _prim("less", lambda xp, x, y: xp.less(x, y))
-less_equal_p = _prim("less_equal", lambda xp, x, y: xp.less_equal(x, y))
-equal_p = _prim("equal", lambda xp, x, y: xp.equal(x, y))
-not_equal_p = _prim("not_equal", lambda xp, x, y: xp.not_equal(x, y))
-logical_and_p = _prim("logical_and", lambda xp, x, y: xp.logical_and(x, y))
-logical_or_p = _prim("logical_or", lambda xp, x, y: xp.logical_or(x, y))
-logical_not_p = _prim("logical_not", lambda xp, x: xp.logical_not(x))
-isfinite_p = _prim("isfinite", lambda xp, x: xp.isfinite(x))
-isnan_p = _prim("isnan", lambda xp, x: xp.isnan(x))
+greater_p = _prim("greater", None)
+greater_equal_p = _prim("greater_equal", None)
+less_p = _prim("less", None)
+less_equal_p = _prim("less_equal", None)
+equal_p = _prim("equal", None)
+not_equal_p = _prim("not_equal", None)
+logical_and_p = _prim("logical_and", None)
+logical_or_p = _prim("logical_or", None)
+logical_not_p = _prim("logical_not", None)
+isfinite_p = _prim("isfinite", None)
+isnan_p = _prim("isnan", None)
 
 
 # ---- the public functions ---------------------------------------------------
