@@ -1,0 +1,720 @@
+"""Training: a jitted step, the Trainer loop, checkpoints, the command line.
+
+    trainer = Trainer(model.apply, params, "cross_entropy", adam(1e-3),
+                      x_train, y_train, x_val, y_val, epochs=10, batch_size=128,
+                      checkpoint_dir="ckpt")
+    history = trainer.fit()            # fit(resume=True) continues from ckpt
+    params = trainer.params
+
+The step `(params, opt_state, x, y) -> (params, opt_state, loss)` is one pure
+function wrapped in gpuprop.jit.  Data go to the device once; each epoch
+only a permutation of indices travels.  Losses stay on the device and are
+fetched every `log_every` steps (one transfer), where a NaN or inf stops
+training with NonFiniteLossError.  A checkpoint is written atomically at
+every epoch's end and on Ctrl-C; resuming replays the same batches, so a
+resumed run on the CPU is bit-identical to one never interrupted.
+
+Run `python -m gpuprop.train --help` (or `gpuprop-train`) for the command line.
+"""
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from typing import NamedTuple
+
+import numpy as np
+
+from . import backend, data, nn, optim
+from . import numpy as gnp
+from .autodiff import value_and_grad
+from .devices import asarray, device_put, to_numpy
+from .jit import jit
+from .tree import tree_flatten, tree_leaves, tree_unflatten
+
+log = logging.getLogger("gpuprop.train")
+CHECKPOINT_NAME = "checkpoint.npz"
+_FORMAT = 1
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+# ---- the compiled functions -------------------------------------------------
+def make_train_step(apply, loss, optimizer, regularizer=None):
+    """The jitted step (params, opt_state, x, y) -> (params, opt_state, loss):
+    loss(apply(params, x), y) (+ regularizer(params)), its gradient, and one
+    optimizer update."""
+    def objective(params, x, y):
+        value = loss(apply(params, x), y)
+        return value if regularizer is None else gnp.add(value, regularizer(params))
+
+    def train_step(params, opt_state, x, y):
+        value, grads = value_and_grad(objective)(params, x, y)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optim.apply_updates(params, updates), opt_state, value
+
+    return jit(train_step)
+
+
+def make_eval_step(apply, loss, classify):
+    """The jitted (params, x, y) -> (mean loss, number of correct rows);
+    the count is 0 unless `classify`."""
+    def eval_step(params, x, y):
+        out = apply(params, x)
+        hits = (gnp.sum(gnp.astype(nn.correct(out, y), np.float32)) if classify
+                else gnp.zeros(()))
+        return loss(out, y), hits
+
+    return jit(eval_step)
+
+
+# ---- checkpoints ------------------------------------------------------------
+def save_checkpoint(path, trees, metadata):
+    """Write the pytrees `trees` ({name: pytree}) as host arrays and
+    `metadata` (JSON-able) to `path` (an .npz file), atomically: into a
+    temporary file beside it, flushed to disk, then renamed over `path`, so
+    a crash leaves either the old checkpoint or the new one."""
+    arrays, shapes = {}, {}
+    for name, tree in trees.items():
+        leaves, td = tree_flatten(to_numpy(tree))
+        shapes[name] = str(td)
+        for i, leaf in enumerate(leaves):
+            arrays[f"{name}/{i}"] = np.asarray(leaf)
+    meta = dict(metadata, format=_FORMAT, trees=shapes)
+    arrays["__metadata__"] = np.array(json.dumps(meta))
+    path = os.fspath(path)
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def _fsync_dir(d):
+    """Make the rename itself durable (POSIX); a no-op where unsupported."""
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(path, like):
+    """(trees, metadata) from `path`; `like` ({name: pytree}) gives each
+    tree's structure, shapes and dtypes, which the checkpoint must match.
+    Arrays are placed on the active device.  Trees absent from the file
+    are absent from the result."""
+    path = os.fspath(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            stored = {k: z[k] for k in z.files}
+        meta = json.loads(str(stored.pop("__metadata__")[()]))
+    except FileNotFoundError:
+        raise
+    except Exception as e:      # a zip, npy or JSON error: the file is damaged
+        raise ValueError(f"load_checkpoint: {path} is not a readable gpuprop checkpoint "
+                         f"({type(e).__name__}: {e}); delete it or resume from another "
+                         f"checkpoint directory") from e
+    if meta.get("format") != _FORMAT:
+        raise ValueError(f"load_checkpoint: {path} has format {meta.get('format')!r}, this "
+                         f"version of gpuprop reads format {_FORMAT}")
+    trees = {}
+    for name, template in like.items():
+        if name not in meta["trees"]:
+            continue
+        leaves, td = tree_flatten(template)
+        got = [stored.get(f"{name}/{i}") for i in range(len(leaves))]
+        if f"{name}/{len(leaves)}" in stored or any(g is None for g in got):
+            raise ValueError(f"load_checkpoint: {path} holds a {name} of structure "
+                             f"{meta['trees'][name]}, expected {td}: it was written for "
+                             f"another model or optimizer; start without resume or use "
+                             f"another checkpoint directory")
+        for i, (g, t) in enumerate(zip(got, leaves)):
+            if g.shape != tuple(t.shape) or g.dtype != t.dtype:
+                raise ValueError(f"load_checkpoint: {path}: {name} leaf {i} has "
+                                 f"{g.dtype}{list(g.shape)}, the current model expects "
+                                 f"{np.dtype(t.dtype)}{list(t.shape)}: the checkpoint "
+                                 f"was written for another model or optimizer")
+        trees[name] = device_put(tree_unflatten(td, got))
+    return trees, meta
+
+
+# ---- input checks -----------------------------------------------------------
+def _as_array(name, x):
+    if x is None:
+        raise ValueError(f"Trainer: {name} is None")
+    if backend.current().owns(x) or isinstance(x, np.ndarray):
+        return x
+    x = np.asarray(x)
+    if x.dtype == object:
+        raise TypeError(f"Trainer: {name} is not a numeric array (dtype object)")
+    return x
+
+
+def _count(mask):
+    """How many entries of a boolean device array are true, on the host."""
+    return int(to_numpy(gnp.sum(gnp.astype(mask, np.int64))))
+
+
+def _check_xy(xn, x, yn, y, params_dtype):
+    """Refuse data a training run cannot use; the messages say how to fix it."""
+    x, y = _as_array(xn, x), _as_array(yn, y)
+    if x.dtype.kind != "f":
+        raise TypeError(f"Trainer: {xn} has dtype {x.dtype}; features must be floating "
+                        f"point like the parameters ({params_dtype}): convert with "
+                        f"x.astype(np.{params_dtype}) (and scale, e.g. / 255 for images)")
+    if x.dtype != params_dtype:
+        raise TypeError(f"Trainer: {xn} has dtype {x.dtype} but the parameters are "
+                        f"{params_dtype}: convert with x.astype(np.{params_dtype}) (or "
+                        f"build the model with dtype={x.dtype})")
+    if y.dtype.kind not in "iuf":
+        raise TypeError(f"Trainer: {yn} has dtype {y.dtype}; labels must be integers "
+                        f"(class indices, e.g. y.astype(np.int32)) and regression "
+                        f"targets floating point")
+    if len(x.shape) == 0 or len(x) == 0:
+        raise ValueError(f"Trainer: {xn} is empty (shape {tuple(x.shape)}); there is "
+                         f"nothing to train on")
+    if len(y.shape) == 0 or len(y) != len(x):
+        raise ValueError(f"Trainer: {xn} has {len(x)} rows but {yn} has "
+                         f"{len(y) if y.shape else 'none (a scalar)'}; they must have one "
+                         f"label or target per row")
+    x, y = asarray(x), asarray(y)
+    for name, a in ((xn, x), (yn, y)):
+        if a.dtype.kind == "f":
+            bad = _count(gnp.logical_not(gnp.isfinite(a)))
+            if bad:
+                rows = gnp.reshape(gnp.logical_not(gnp.isfinite(a)), (len(a), -1))
+                first = int(to_numpy(gnp.argmax(gnp.max(gnp.astype(rows, np.int8), axis=1))))
+                raise ValueError(f"Trainer: {name} contains {bad} NaN or infinite "
+                                 f"value(s), the first in row {first}; clean or drop "
+                                 f"those rows before training")
+    return x, y
+
+
+def _check_labels(yn, y, num_outputs):
+    """Integer labels must index the model's outputs."""
+    hi = num_outputs - 1 if num_outputs > 1 else 1
+    lo_v, hi_v = int(to_numpy(gnp.min(y))), int(to_numpy(gnp.max(y)))
+    if lo_v < 0 or hi_v > hi:
+        raise ValueError(f"Trainer: {yn} has labels from {lo_v} to {hi_v}, but the model "
+                         f"has {num_outputs} output(s), so labels must lie in 0..{hi}; "
+                         f"relabel the data or give the model more outputs")
+
+
+# ---- the loop ---------------------------------------------------------------
+class _Progress(NamedTuple):
+    """Everything a checkpoint holds.  The Trainer replaces it in one
+    assignment per step, so a Ctrl-C anywhere leaves a consistent one."""
+    params: object
+    opt_state: object
+    epoch: int          # epochs completed
+    batch: int          # batches done in the current epoch
+    step: int           # optimizer steps done in all
+    rng_state: dict     # the shuffling RNG at the start of the current epoch
+    loss_sum: float     # sum of loss * batch size over fetched steps this epoch
+    seen: int           # samples of those steps
+    pending: tuple      # ((device loss, batch size), ...) not fetched yet
+    last_loss: float    # the last finite loss fetched, and its step
+    last_step: int
+    records: tuple      # one dict per finished epoch
+    best: tuple         # (best val loss, its epoch, epochs since, best params)
+    stopped: bool       # early stopping has ended the run
+
+
+class Trainer:
+    """Minibatch training of `params` for `apply(params, x) -> outputs`.
+
+    loss: `loss(outputs, y) -> scalar` or a name in nn.LOSSES
+        ("cross_entropy", "mse", "binary_cross_entropy").
+    optimizer: an optim.GradientTransformation (e.g. optim.adam(1e-3)).
+    x_train, y_train (and optional x_val, y_val): host or device arrays;
+        features in the parameters' dtype, labels int or targets float.
+        Integer labels make it a classifier: accuracy is reported.
+    regularizer: optional `params -> scalar` added to the training loss
+        (e.g. lambda p: 1e-4 * nn.l2_penalty([l["W"] for l in p])).
+    shuffle, seed: a fresh permutation each epoch from numpy's Generator(seed).
+    checkpoint_dir: where checkpoint.npz is written each epoch and on Ctrl-C.
+    early_stopping: stop after this many epochs without the validation loss
+        improving by more than min_delta; restore_best then keeps the best
+        epoch's parameters.
+    progress: a tqdm bar (True/False; None: when tqdm is installed and
+        stderr is a terminal).  Each epoch is also logged (logger
+        "gpuprop.train").
+    log_every: steps between fetches of the losses (and NaN checks).
+
+    After fit(): .params, .opt_state, .history (a dict of per-epoch lists:
+    epoch, train_loss, val_loss, val_accuracy, seconds, cpu_seconds,
+    samples_per_second).
+    """
+
+    def __init__(self, apply, params, loss, optimizer, x_train, y_train, x_val=None,
+                 y_val=None, *, epochs=10, batch_size=128, seed=0, shuffle=True,
+                 drop_last=False, eval_batch_size=1024, regularizer=None,
+                 checkpoint_dir=None, early_stopping=None, min_delta=0.0,
+                 restore_best=True, progress=None, log_every=50):
+        if isinstance(loss, str):
+            if loss not in nn.LOSSES:
+                raise ValueError(f"Trainer: unknown loss {loss!r}; choose one of "
+                                 f"{', '.join(nn.LOSSES)}, or pass a function")
+            loss = nn.LOSSES[loss]
+        if not isinstance(optimizer, optim.GradientTransformation):
+            raise TypeError(f"Trainer: optimizer must be a GradientTransformation such as "
+                            f"optim.adam(1e-3), got {type(optimizer).__name__}")
+        for name, v, least in (("epochs", epochs, 0), ("batch_size", batch_size, 1),
+                               ("eval_batch_size", eval_batch_size, 1),
+                               ("log_every", log_every, 1)):
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < least:
+                raise ValueError(f"Trainer: {name} must be an integer >= {least}, got {v!r}")
+        if (x_val is None) != (y_val is None):
+            raise ValueError("Trainer: give both x_val and y_val, or neither")
+        if early_stopping is not None:
+            if x_val is None:
+                raise ValueError("Trainer: early_stopping watches the validation loss: "
+                                 "pass x_val and y_val")
+            if not isinstance(early_stopping, int) or early_stopping < 1:
+                raise ValueError(f"Trainer: early_stopping must be a number of epochs "
+                                 f">= 1 (or None), got {early_stopping!r}")
+        params = device_put(params)
+        leaves = tree_leaves(params)
+        if not leaves:
+            raise ValueError("Trainer: params has no arrays")
+        dtype = np.dtype(leaves[0].dtype)
+        self.x_train, self.y_train = _check_xy("x_train", x_train, "y_train", y_train, dtype)
+        self.x_val = self.y_val = None
+        if x_val is not None:
+            self.x_val, self.y_val = _check_xy("x_val", x_val, "y_val", y_val, dtype)
+            if tuple(self.x_val.shape[1:]) != tuple(self.x_train.shape[1:]):
+                raise ValueError(f"Trainer: x_val rows have shape {tuple(self.x_val.shape[1:])}"
+                                 f" but x_train rows {tuple(self.x_train.shape[1:])}")
+        self.classify = self.y_train.dtype.kind in "iu"
+        self._dry_run(apply, params, loss, regularizer)
+
+        self.apply, self.loss, self.optimizer = apply, loss, optimizer
+        self.epochs, self.batch_size, self.eval_batch_size = epochs, batch_size, eval_batch_size
+        self.shuffle, self.drop_last, self.seed = shuffle, drop_last, seed
+        self.checkpoint_dir = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
+        self.early_stopping, self.min_delta, self.restore_best = early_stopping, min_delta, restore_best
+        self.log_every = log_every
+        self.progress = progress
+        self._step = make_train_step(apply, loss, optimizer, regularizer)
+        self._eval = make_eval_step(apply, loss, self.classify)
+        self.rng = np.random.default_rng(seed)
+        self._p = _Progress(params, optimizer.init(params), 0, 0, 0,
+                            self.rng.bit_generator.state, 0.0, 0, (), float("nan"), 0,
+                            (), (float("inf"), 0, 0, None), False)
+
+    def _dry_run(self, apply, params, loss, regularizer):
+        """Run the model and the loss on two rows of each set, so that shape
+        and label errors show before training starts."""
+        sets = [("x_train", self.x_train, "y_train", self.y_train)]
+        if self.x_val is not None:
+            sets.append(("x_val", self.x_val, "y_val", self.y_val))
+        for xn, x, yn, y in sets:
+            try:
+                out = apply(params, x[:2])
+                value = loss(out, y[:2])
+                if regularizer is not None:
+                    value = gnp.add(value, regularizer(params))
+            except (ValueError, TypeError, IndexError) as e:
+                raise type(e)(f"Trainer: the model or the loss fails on the first rows of "
+                              f"{xn} (shape {tuple(x.shape)}) and {yn} (shape "
+                              f"{tuple(y.shape)}): {e}") from e
+            if tuple(value.shape) != () or np.dtype(value.dtype).kind != "f":
+                raise TypeError(f"Trainer: the loss must return a float scalar, got "
+                                f"{np.dtype(value.dtype)} of shape {tuple(value.shape)}")
+            if self.classify:
+                _check_labels(yn, y, out.shape[-1])
+
+    # ---- public state ---------------------------------------------------------
+    params = property(lambda self: self._p.params)
+    opt_state = property(lambda self: self._p.opt_state)
+
+    @property
+    def history(self):
+        keys = ("epoch", "train_loss", "val_loss", "val_accuracy", "seconds",
+                "cpu_seconds", "samples_per_second")
+        return {k: [r[k] for r in self._p.records] for k in keys}
+
+    @property
+    def checkpoint_path(self):
+        return None if self.checkpoint_dir is None else os.path.join(self.checkpoint_dir,
+                                                                      CHECKPOINT_NAME)
+
+    # ---- evaluation ---------------------------------------------------------
+    def evaluate(self, x, y, params=None):
+        """(mean loss, accuracy) over (x, y); accuracy is None for regression."""
+        params = self._p.params if params is None else params
+        outs, sizes = [], []
+        for xb, yb in data.batches(x, y, self.eval_batch_size):
+            outs.extend(self._eval(params, xb, yb))
+            sizes.append(len(xb))
+        vals = to_numpy(gnp.stack([gnp.astype(v, np.float64) for v in outs]))
+        n = sum(sizes)
+        loss = float(np.dot(vals[0::2], sizes)) / n
+        return loss, (float(np.sum(vals[1::2])) / n if self.classify else None)
+
+    # ---- checkpoints --------------------------------------------------------
+    def save(self, path=None):
+        """Write a checkpoint of the current state (default: checkpoint_dir)."""
+        path = path or self.checkpoint_path
+        if path is None:
+            raise ValueError("Trainer.save: no path and no checkpoint_dir")
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        p = self._p
+        trees = {"params": p.params, "opt_state": p.opt_state}
+        if p.best[3] is not None:
+            trees["best_params"] = p.best[3]
+        meta = {"epoch": p.epoch, "batch": p.batch, "step": p.step, "rng_state": p.rng_state,
+                "loss_sum": p.loss_sum, "seen": p.seen, "last_loss": p.last_loss,
+                "last_step": p.last_step, "records": list(p.records),
+                "best": list(p.best[:3]), "stopped": p.stopped,
+                "batch_size": self.batch_size, "shuffle": self.shuffle,
+                "drop_last": self.drop_last, "n_train": len(self.x_train)}
+        save_checkpoint(path, trees, meta)
+
+    def restore(self, path=None):
+        """Continue from a checkpoint written by save (default: checkpoint_dir)."""
+        path = path or self.checkpoint_path
+        p = self._p
+        like = {"params": p.params, "opt_state": p.opt_state, "best_params": p.params}
+        trees, m = load_checkpoint(path, like)
+        for key, mine in (("batch_size", self.batch_size), ("shuffle", self.shuffle),
+                          ("drop_last", self.drop_last), ("n_train", len(self.x_train))):
+            if m[key] != mine:
+                raise ValueError(f"Trainer.restore: {path} was written with {key}={m[key]!r}"
+                                 f", this Trainer has {key}={mine!r}; resuming would not "
+                                 f"replay the same run: use the same setting")
+        self._p = _Progress(trees["params"], trees["opt_state"], m["epoch"], m["batch"],
+                            m["step"], m["rng_state"], m["loss_sum"], m["seen"], (),
+                            m["last_loss"], m["last_step"], tuple(m["records"]),
+                            (*m["best"], trees.get("best_params")), m["stopped"])
+
+    # ---- training -----------------------------------------------------------
+    def fit(self, resume=False):
+        """Train until `epochs` epochs are done (or early stopping); returns
+        the history.  resume=True continues from checkpoint_dir's checkpoint
+        when there is one."""
+        if resume:
+            if self.checkpoint_path is None:
+                raise ValueError("Trainer.fit(resume=True) needs a checkpoint_dir")
+            if os.path.exists(self.checkpoint_path):
+                self.restore()
+                log.info("resuming from %s at epoch %d, batch %d (step %d)",
+                         self.checkpoint_path, self._p.epoch + 1, self._p.batch, self._p.step)
+            else:
+                log.warning("no checkpoint at %s: starting from the beginning",
+                            self.checkpoint_path)
+        try:
+            while self._p.epoch < self.epochs and not self._p.stopped:
+                self._run_epoch()
+        except KeyboardInterrupt:
+            if self.checkpoint_dir is not None:
+                self._flush()
+                self.save()
+                log.warning("interrupted at step %d (epoch %d, batch %d): checkpoint saved "
+                            "to %s; resume with fit(resume=True) or --resume",
+                            self._p.step, self._p.epoch + 1, self._p.batch,
+                            self.checkpoint_path)
+            else:
+                log.warning("interrupted at step %d: no checkpoint_dir, nothing saved",
+                            self._p.step)
+            raise
+        if self.restore_best and self._p.best[3] is not None:
+            self._p = self._p._replace(params=self._p.best[3])
+        return self.history
+
+    def _run_epoch(self):
+        p = self._p
+        n = len(self.x_train)
+        total = data.num_batches(n, self.batch_size, self.drop_last)
+        self.rng.bit_generator.state = p.rng_state
+        rng = self.rng if self.shuffle else None
+        bar = self._bar(total, p.batch, f"epoch {p.epoch + 1}/{self.epochs}")
+        t0, c0 = time.perf_counter(), time.process_time()
+        start_seen = p.seen + sum(k for _, k in p.pending)
+        try:
+            for xb, yb in data.batches(self.x_train, self.y_train, self.batch_size, rng,
+                                       self.drop_last, start=p.batch):
+                p = self._p
+                params, opt_state, loss = self._step(p.params, p.opt_state, xb, yb)
+                self._p = p._replace(params=params, opt_state=opt_state, batch=p.batch + 1,
+                                     step=p.step + 1, pending=p.pending + ((loss, len(xb)),))
+                if len(self._p.pending) >= self.log_every:
+                    self._flush()
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{self._p.last_loss:.4f}", refresh=False)
+                if bar is not None:
+                    bar.update(1)
+            self._flush()
+        finally:
+            if bar is not None:
+                bar.close()
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+        self._end_epoch(seconds, cpu, self._p.seen - start_seen)
+
+    def _bar(self, total, initial, desc):
+        show = self.progress
+        if show is None:
+            show = sys.stderr.isatty()
+        if not show:
+            return None
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            return None
+        return tqdm(total=total, initial=initial, desc=desc, unit="batch", leave=False)
+
+    def _flush(self):
+        """Fetch the pending losses (one transfer); stop on a NaN or inf."""
+        p = self._p
+        if not p.pending:
+            return
+        losses = to_numpy(gnp.stack([gnp.astype(v, np.float64) for v, _ in p.pending]))
+        sizes = [k for _, k in p.pending]
+        first_step = p.step - len(sizes) + 1
+        bad = np.flatnonzero(~np.isfinite(losses))
+        if bad.size:
+            self._non_finite(first_step + int(bad[0]), losses, int(bad[0]))
+        loss_sum = p.loss_sum
+        for v, k in zip(losses.tolist(), sizes):
+            loss_sum += v * k
+        self._p = p._replace(loss_sum=loss_sum, seen=p.seen + sum(sizes), pending=(),
+                             last_loss=float(losses[-1]), last_step=p.step)
+
+    def _non_finite(self, step, losses, i):
+        p = self._p
+        last, last_step = ((float(losses[i - 1]), step - 1) if i else (p.last_loss, p.last_step))
+        per_epoch = data.num_batches(len(self.x_train), self.batch_size, self.drop_last)
+        where = f"epoch {(step - 1) // per_epoch + 1}, batch {(step - 1) % per_epoch + 1}"
+        last_txt = (f"the last finite loss was {last:.6g} at step {last_step}" if last_step
+                    else "no earlier loss was finite")
+        ckpt = (f"; the last good checkpoint, after epoch {p.epoch}, is kept at "
+                f"{self.checkpoint_path}" if self.checkpoint_path and
+                os.path.exists(self.checkpoint_path) else "")
+        raise NonFiniteLossError(
+            f"training loss became {losses[i]} at step {step} ({where}); {last_txt}{ckpt}. "
+            f"Lower the learning rate, clip the gradients (optim.clip_by_global_norm) or "
+            f"check the data and the loss for log(0) or division by zero")
+
+    def _end_epoch(self, seconds, cpu, samples):
+        p = self._p
+        record = {"epoch": p.epoch + 1, "train_loss": p.loss_sum / max(p.seen, 1),
+                  "val_loss": None, "val_accuracy": None, "seconds": seconds,
+                  "cpu_seconds": cpu, "samples_per_second": samples / max(seconds, 1e-12)}
+        best, stopped = p.best, False
+        if self.x_val is not None:
+            record["val_loss"], record["val_accuracy"] = self.evaluate(self.x_val, self.y_val,
+                                                                        p.params)
+            best_loss, best_epoch, since, best_params = best
+            if record["val_loss"] < best_loss - self.min_delta:
+                best = (record["val_loss"], p.epoch + 1, 0,
+                        p.params if self.early_stopping else None)
+            else:
+                best = (best_loss, best_epoch, since + 1, best_params)
+            stopped = self.early_stopping is not None and best[2] >= self.early_stopping
+        self._p = p._replace(epoch=p.epoch + 1, batch=0, rng_state=self.rng.bit_generator.state,
+                             loss_sum=0.0, seen=0, records=p.records + (record,), best=best,
+                             stopped=stopped)
+        log.info(_describe(record, self.epochs))
+        if stopped:
+            log.info("early stopping: no improvement of the validation loss for %d epochs; "
+                     "the best was %.6g at epoch %d", self.early_stopping, best[0], best[1])
+        if self.checkpoint_dir is not None:
+            self.save()
+
+
+def _describe(r, epochs):
+    parts = [f"epoch {r['epoch']}/{epochs}", f"train_loss {r['train_loss']:.4f}"]
+    if r["val_loss"] is not None:
+        parts.append(f"val_loss {r['val_loss']:.4f}")
+    if r["val_accuracy"] is not None:
+        parts.append(f"val_accuracy {r['val_accuracy']:.4f}")
+    parts.append(f"{r['seconds']:.2f} s ({r['cpu_seconds']:.2f} s CPU), "
+                 f"{r['samples_per_second']:.0f} samples/s")
+    return "  ".join(parts)
+
+
+# ---- the command line -------------------------------------------------------
+_HIDDEN = {"fashion-mnist": [256, 256], "digits": [128], "spirals": [64, 64]}
+
+
+def _parser():
+    p = argparse.ArgumentParser(
+        prog="gpuprop-train",
+        description="Train an MLP classifier with gpuprop. The dataset 'auto' is "
+                    "Fashion-MNIST when its files are installed, else synthetic spirals.")
+    a = p.add_argument
+    a("--dataset", default="auto", choices=["auto", *data.DATASETS])
+    a("--data-dir", help="directory of the Fashion-MNIST .gz files "
+                         "(default: $GPUPROP_DATA_DIR, /usr/share/datasets/fashion-mnist)")
+    a("--subset", type=int, help="train on the first N training samples only")
+    a("--val-fraction", type=float, default=0.0,
+      help="hold out this fraction of the training set for validation; 0 (the "
+           "default) validates on the test split")
+    a("--hidden", type=int, nargs="*", help="hidden layer sizes (default: 256 256 for "
+                                            "Fashion-MNIST, 128 for digits, 64 64 for spirals)")
+    a("--activation", default="relu", choices=sorted(nn.ACTIVATIONS))
+    a("--init", default="he", choices=nn.INITIALIZERS)
+    a("--optimizer", default="adam", choices=sorted(optim.OPTIMIZERS))
+    a("--lr", type=float, default=1e-3, help="(peak) learning rate")
+    a("--schedule", default="constant", choices=["constant", "cosine", "step", "warmup-cosine"])
+    a("--warmup-steps", type=int, default=100)
+    a("--momentum", type=float, help="sgd and rmsprop momentum")
+    a("--nesterov", action="store_true")
+    a("--weight-decay", type=float, default=1e-4, help="adamw's weight decay")
+    a("--clip-norm", type=float, help="clip gradients to this global norm")
+    a("--l2", type=float, default=0.0, help="L2 penalty on the weights")
+    a("--epochs", type=int, default=10)
+    a("--batch-size", type=int, default=128)
+    a("--seed", type=int, default=0)
+    a("--backend", choices=backend.backend_names(),
+      help="array backend (default: $GPUPROP_BACKEND or numpy)")
+    a("--checkpoint-dir")
+    a("--resume", action="store_true", help="continue from --checkpoint-dir")
+    a("--early-stopping", type=int, metavar="PATIENCE")
+    a("--out", help="directory for history.json and curves.png (default: runs/DATASET)")
+    a("--progress", action=argparse.BooleanOptionalAction, default=None,
+      help="tqdm progress bar (default: when installed and on a terminal)")
+    a("--quiet", action="store_true", help="log warnings and errors only")
+    return p
+
+
+def _learning_rate(args, total_steps):
+    if args.schedule == "cosine":
+        return optim.cosine_decay_schedule(args.lr, total_steps)
+    if args.schedule == "step":
+        return optim.step_schedule(args.lr, max(total_steps // 3, 1), 0.1)
+    if args.schedule == "warmup-cosine":
+        warm = min(args.warmup_steps, max(total_steps - 1, 1))
+        return optim.warmup_cosine_decay_schedule(0.0, args.lr, warm, max(total_steps, warm + 1))
+    return args.lr
+
+
+def _optimizer(args, total_steps):
+    lr = _learning_rate(args, total_steps)
+    if args.optimizer == "sgd":
+        opt = optim.sgd(lr, momentum=args.momentum, nesterov=args.nesterov)
+    elif args.optimizer == "rmsprop":
+        opt = optim.rmsprop(lr, momentum=args.momentum, nesterov=args.nesterov)
+    elif args.optimizer == "adamw":
+        opt = optim.adamw(lr, weight_decay=args.weight_decay)
+    else:
+        opt = optim.adam(lr)
+    return optim.chain(optim.clip_by_global_norm(args.clip_norm), opt) if args.clip_norm else opt
+
+
+def _dataset(args):
+    name = args.dataset
+    if name == "auto":
+        try:
+            data.find_data_dir([f for s in data.FASHION_MNIST_FILES.values() for f in s[:2]],
+                               args.data_dir)
+            name = "fashion-mnist"
+        except FileNotFoundError:
+            log.info("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)"
+                     ": training on synthetic spirals")
+            name = "spirals"
+    ds = data.load(name, args.data_dir, seed=args.seed)
+    if args.subset:
+        ds = ds._replace(x_train=ds.x_train[:args.subset], y_train=ds.y_train[:args.subset])
+    return ds
+
+
+def _save_outputs(out_dir, result):
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, "history.json")
+    with open(path, "w") as f:
+        json.dump(result, f, indent=2)
+    log.info("history written to %s", path)
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.info("matplotlib is not installed: no curves.png (pip install matplotlib)")
+        return
+    h = result["history"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(h["epoch"], h["train_loss"], label="train")
+    if any(v is not None for v in h["val_loss"]):
+        ax1.plot(h["epoch"], h["val_loss"], label="validation")
+    ax1.set(xlabel="epoch", ylabel="loss", title=result["dataset"])
+    ax1.legend()
+    ax2.plot(h["epoch"], h["val_accuracy"], label="validation")
+    ax2.set(xlabel="epoch", ylabel="accuracy")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "curves.png"), dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None):
+    """The command line; returns the exit status (0 done, 1 error, 130 Ctrl-C)."""
+    args = _parser().parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(message)s")
+    log.setLevel(logging.WARNING if args.quiet else logging.INFO)
+    try:
+        with backend.use_backend(args.backend or backend.get_backend()) as be:
+            return _run(args, be)
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, TypeError, OSError, ImportError, RuntimeError, FloatingPointError) as e:
+        log.error("gpuprop-train: error: %s", e)
+        return 1
+
+
+def _run(args, be):
+    if args.resume and not args.checkpoint_dir:
+        raise ValueError("--resume needs --checkpoint-dir")
+    ds = _dataset(args)
+    x_train, y_train, x_val, y_val = ds.x_train, ds.y_train, ds.x_test, ds.y_test
+    if args.val_fraction:
+        if not 0 < args.val_fraction < 1:
+            raise ValueError(f"--val-fraction must lie in (0, 1), got {args.val_fraction}")
+        k = int(round(len(x_train) * (1 - args.val_fraction)))
+        x_train, y_train, x_val, y_val = x_train[:k], y_train[:k], x_train[k:], y_train[k:]
+    hidden = _HIDDEN[ds.name] if args.hidden is None else args.hidden
+    model = nn.MLP([x_train.shape[1], *hidden, ds.num_classes], args.activation, args.init,
+                   args.seed)
+    steps = args.epochs * data.num_batches(len(x_train), args.batch_size)
+    reg = None
+    if args.l2:
+        def reg(params):
+            return gnp.multiply(args.l2, nn.l2_penalty([layer["W"] for layer in params]))
+    log.info("%s: %d training and %d %s samples; %r on %s", ds.name, len(x_train),
+             len(x_val), "validation" if args.val_fraction else "test (used for validation)",
+             model, be.describe)
+    trainer = Trainer(model.apply, model.init(), "cross_entropy", _optimizer(args, steps),
+                      x_train, y_train, x_val, y_val, epochs=args.epochs,
+                      batch_size=args.batch_size, seed=args.seed, regularizer=reg,
+                      checkpoint_dir=args.checkpoint_dir, early_stopping=args.early_stopping,
+                      progress=args.progress)
+    history = trainer.fit(resume=args.resume)
+    result = {"dataset": ds.name, "backend": be.name, "device": be.describe,
+              "config": vars(args), "history": history}
+    if args.val_fraction:
+        result["test_loss"], result["test_accuracy"] = trainer.evaluate(
+            asarray(ds.x_test), asarray(ds.y_test))
+        log.info("test_loss %.4f  test_accuracy %.4f", result["test_loss"],
+                 result["test_accuracy"])
+    _save_outputs(args.out or os.path.join("runs", ds.name), result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
