@@ -5,12 +5,12 @@
 """
 from .backend import (get_backend, set_backend, use_backend, register_backend,
                       backend_names, Backend, BackendMismatchError)
-from .core import UnexpectedTracerError, ShapedArray
+from .core import UnexpectedTracerError, ShapedArray, NaNError, debug_nans
 from .tree import (tree_flatten, tree_unflatten, tree_map, tree_leaves,
                    tree_structure, register_pytree_node, register_pytree_node_class)
 from .autodiff import grad, value_and_grad, vjp, jacobian, hessian, custom_vjp
 from .devices import asarray, to_numpy, device_put
-from .jit import jit
+from .jit import jit, make_ir, TracerControlFlowError
 from .numpy import stop_gradient
 from . import numpy
 

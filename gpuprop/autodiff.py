@@ -13,7 +13,8 @@ import itertools
 import numpy as np
 
 from . import backend
-from .core import ShapedArray, Trace, Tracer, bind, eval_primitive, new_main, shape_of
+from .core import (NaNError, ShapedArray, Trace, Tracer, bind, eval_primitive, new_main,
+                   shape_of)
 from .numpy import elementwise as ew
 from .numpy.creation import ones, zeros
 from .numpy.shape import reshape, stack
@@ -156,10 +157,14 @@ def backward_pass(roots, release):
             for i, parent in enumerate(node.parents):
                 if parent is None:
                     continue
-                if rules is None:
-                    c = prim.vjp_variadic(i, g, out, *args, **params)
-                else:
-                    c = rules[i](g, out, *args, **params) if params else rules[i](g, out, *args)
+                try:
+                    if rules is None:
+                        c = prim.vjp_variadic(i, g, out, *args, **params)
+                    else:
+                        c = rules[i](g, out, *args, **params) if params else rules[i](g, out, *args)
+                except NaNError as e:
+                    raise NaNError(f"in the backward pass, in the VJP of {prim.name} with "
+                                   f"respect to argument {i}: {e}") from None
                 if c is None:
                     continue
                 dt = args[i].dtype

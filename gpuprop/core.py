@@ -8,6 +8,7 @@ tracer among the arguments the primitive simply runs on the active backend.
 """
 import contextlib
 import functools
+import os
 import threading
 
 import numpy as np
@@ -260,9 +261,44 @@ def eval_primitive(prim, args, params):
     if fn is None:
         fn = prim.impls[be] = prim.impl_for(be.xp)
     try:
-        return fn(*args, **params) if params else fn(*args)
+        out = fn(*args, **params) if params else fn(*args)
     except (ValueError, TypeError, IndexError) as e:
         raise explain(prim, args, params, e) from e
+    if debug.nans and has_nan(out) and not any(has_nan(a) for a in args):
+        raise NaNError(f"gnp.{prim.name}({', '.join(str(aval(a)) for a in args)}"
+                       f"{_fmt_params(params)}) produced a NaN from inputs without one "
+                       f"(GPUPROP_DEBUG_NANS / gpuprop.debug_nans)")
+    return out
+
+
+class NaNError(FloatingPointError):
+    """With NaN debugging on: the first primitive that produced a NaN."""
+
+
+class _Debug:
+    nans = bool(int(os.environ.get("GPUPROP_DEBUG_NANS", "0") or 0))
+
+
+debug = _Debug()
+
+
+def has_nan(x):
+    dt = getattr(x, "dtype", None)
+    if dt is None or dt.kind not in "fc":
+        return isinstance(x, float) and x != x
+    return bool(backend.current().xp.isnan(x).any())
+
+
+@contextlib.contextmanager
+def debug_nans(enabled=True):
+    """Raise NaNError at the first primitive (eager, in a backward pass, or in
+    a jitted program) that turns NaN-free inputs into a NaN.  Slow: checks
+    every result.  Also on for the whole process with GPUPROP_DEBUG_NANS=1."""
+    saved, debug.nans = debug.nans, enabled
+    try:
+        yield
+    finally:
+        debug.nans = saved
 
 
 def _coerce_args(prim, args, be):

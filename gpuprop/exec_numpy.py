@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from . import core
 from .ir import Literal, Var
 
 UFUNCS = frozenset([
@@ -161,8 +162,13 @@ def compile_numpy(prog, xp, donate=(), fuser=None, keep=False):
     name = Namer(prog)
     ns = name.namespace
     ns["xp"] = xp
-    steps, module = make_steps(prog, fuser)
+    check_nans = core.debug.nans      # each equation checked: no fusion then
+    steps, module = make_steps(prog, None if check_nans else fuser)
+    if check_nans:
+        ns["_nan"] = _nan_checker(prog)
     outs, dels = plan_memory(prog, steps, donate)
+    if check_nans:                  # the check reads inputs after the step
+        outs = [None] * len(steps)
     lines = ["def run(leaves):"]
     if prog.invars:
         lines.append(f"    {', '.join(name(v) for v in prog.invars)}, = leaves")
@@ -173,10 +179,16 @@ def compile_numpy(prog, xp, donate=(), fuser=None, keep=False):
                          f"{st.kernel.name}({', '.join(name(v) for v in st.inputs)})")
         else:
             lines.append(f"    {name(st.eqn.out)} = {_call(st.eqn, k, name, outs[k], ns)}")
+        if check_nans:
+            ins = "".join(f"{name(v)}, " for v in st.inputs if isinstance(v, Var))
+            lines.append(f"    _nan({k}, ({ins}), {name(st.outs[0])})")
         gone = [name(v) for v in dict.fromkeys(dels[k])]
         if gone and not keep:
             lines.append(f"    del {', '.join(gone)}")
-    result = f"[{', '.join(name(v) for v in prog.outvars)}]"
+    # a constant is shared by every call: return a copy, so that outputs of
+    # different calls never alias each other
+    rets = [name(v) + (".copy()" if v in prog.consts else "") for v in prog.outvars]
+    result = f"[{', '.join(rets)}]"
     if keep:
         made = [name(v) for st in steps for v in st.outs]
         result += f", [{', '.join(made)}]"
@@ -187,6 +199,16 @@ def compile_numpy(prog, xp, donate=(), fuser=None, keep=False):
     run.source = source
     run.launches = len(steps)       # calls into the backend per run
     return run
+
+
+def _nan_checker(prog):
+    text = str(prog).split("\n")[1:-1]     # one line per equation
+
+    def check(k, ins, out):
+        if core.has_nan(out) and not any(core.has_nan(x) for x in ins):
+            raise core.NaNError(f"jit({prog.name}): equation {k} produced a NaN from "
+                                f"inputs without one:\n{text[k]}")
+    return check
 
 
 def _call(e, k, name, out_buf, ns):

@@ -209,7 +209,7 @@ class Jitted:
                 raise core.leaked(x)
             else:
                 raise backend.mismatch(f"jit({self.__name__})", x, be)
-        key = (be.name, tree, tuple(sig), tuple(static), static_kw)
+        key = (be.name, tree, tuple(sig), tuple(static), static_kw, core.debug.nans)
         return key, arrays
 
     def _static_pos(self, n):
