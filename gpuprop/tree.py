@@ -75,7 +75,11 @@ def tree_unflatten(treedef, leaves):
 
     def rec(td):
         if td.kind is None:
-            return next(it)
+            leaf = next(it, it)
+            if leaf is it:
+                raise ValueError(f"tree_unflatten: fewer leaves than the {treedef.num_leaves} "
+                                 f"the structure {treedef} holds")
+            return leaf
         children = [rec(c) for c in td.children]
         if td.kind in _registry:
             return _registry[td.kind][1](td.data, children)
