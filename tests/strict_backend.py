@@ -86,7 +86,13 @@ class StrictArray:
 
 def _binop(name):
     f = getattr(np.ndarray, name)
-    return lambda self, other: wrap(f(self._a, unwrap(other, name)))
+
+    def op(self, other):
+        # as CuPy: defer to an operand of higher priority (gpuprop's tracers)
+        if getattr(other, "__array_priority__", 0) > self.__array_priority__:
+            return NotImplemented
+        return wrap(f(self._a, unwrap(other, name)))
+    return op
 
 
 for _op in ["add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul",

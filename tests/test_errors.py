@@ -84,9 +84,7 @@ def test_reshape_mismatch():
     pytest.param(lambda x: gnp.sum(x, axis=-3), r"gnp\.sum: axis -3 is out of bounds",
                  id="sum-neg3"),
     pytest.param(lambda x: gnp.mean(x, axis=-3), r"gnp\.mean: axis -3 is out of bounds",
-                 id="mean-neg3", marks=pytest.mark.xfail(
-        reason="gpuprop.numpy: the error of gnp.mean (and var, std) names gnp.sum, "
-               "which mean calls")),
+                 id="mean-neg3"),
     pytest.param(lambda x: gnp.max(x, axis=(0, 0)), r"gnp\.max: repeated axis", id="repeated"),
 ])
 def test_bad_axis(f, match):
@@ -134,13 +132,8 @@ X = np.array([[0.5, -1.2], [0.3, 2.0]])
     pytest.param(lambda x: np.add.reduce(x, axis=None), id="ufunc-method"),
     pytest.param(lambda x: np.sum(np.asarray(x)), id="asarray"),
     pytest.param(lambda x: np.sum(np.dot(np.stack([x, x.T]), np.stack([x, 2 * x]))),
-                 id="dot-3d", marks=pytest.mark.xfail(
-        reason="gpuprop.numpy bug: np.dot on arrays of 3 or more dimensions is "
-               "dispatched to gnp.dot, which computes matmul (a different product)")),
-    pytest.param(lambda x: np.sum(np.linspace(x[0, 0], 1.0, 3)), id="linspace",
-                 marks=pytest.mark.xfail(
-        reason="gpuprop.numpy bug: np.linspace(tracer) is dispatched to gnp.linspace, "
-               "which calls np.linspace(tracer) again: RecursionError")),
+                 id="dot-3d"),
+    pytest.param(lambda x: np.sum(np.linspace(x[0, 0], 1.0, 3)), id="linspace"),
 ])
 def test_numpy_function_on_a_tracer_is_dispatched_or_refused(f):
     """Either the derivative is right, or a TypeError points to gpuprop.numpy."""

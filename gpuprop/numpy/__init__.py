@@ -21,6 +21,7 @@ from .shape import (reshape, transpose, broadcast_to, swapaxes, moveaxis, squeez
                     expand_dims, ravel, getitem, concatenate, stack)
 from .linalg import matmul, dot, outer
 from .composites import logsumexp, softmax, log_softmax, relu, softplus
+from . import creation
 from .creation import (
     asarray, array, zeros, ones, full, zeros_like, ones_like, full_like, arange,
     linspace, eye, shape, ndim, size, float32, float64, int32, int64, bool_, pi, e,
@@ -79,7 +80,9 @@ def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
 
 def _array_function(self, func, types, args, kwargs):
     f = globals().get(func.__name__)
-    if not callable(f) or getattr(f, "__module__", "").split(".")[0] != "gpuprop":
+    # only the differentiable functions: creation functions would call NumPy again
+    if not callable(f) or getattr(f, "__module__", "") in ("", creation.__name__) \
+            or not f.__module__.startswith("gpuprop."):
         raise _unsupported(f"numpy.{func.__name__}")
     return f(*args, **kwargs)
 

@@ -3,7 +3,9 @@ differentiate, so they return plain backend arrays."""
 import numpy as np
 
 from .. import backend
+from ..core import Tracer
 from ._rules import dtype_of, shape_of
+from .elementwise import astype
 
 float32, float64 = np.float32, np.float64
 int32, int64, bool_ = np.int32, np.int64, np.bool_
@@ -15,6 +17,9 @@ def _xp():
 
 
 def asarray(x, dtype=None):
+    """An array of the active backend; a traced value passes through."""
+    if isinstance(x, Tracer):
+        return x if dtype is None else astype(x, dtype)
     return backend.asarray(x, dtype)
 
 

@@ -28,10 +28,10 @@ def _as_matrices(g, a, b):
     """Promote 1-D operands (and the cotangent) to matrices, as matmul does."""
     A = sh.expand_dims(a, 0) if ndim_of(a) == 1 else a
     B = sh.expand_dims(b, -1) if ndim_of(b) == 1 else b
+    if ndim_of(b) == 1:     # b first: for vector @ vector, g is 0-d
+        g = sh.expand_dims(g, -1)
     if ndim_of(a) == 1:
         g = sh.expand_dims(g, -2)
-    if ndim_of(b) == 1:
-        g = sh.expand_dims(g, -1)
     return g, A, B
 
 
@@ -56,9 +56,13 @@ def matmul(a, b):
 
 
 def dot(a, b):
-    """NumPy's dot for operands of at most two dimensions (matmul beyond)."""
+    """NumPy's dot for operands of at most two dimensions."""
     if ndim_of(a) == 0 or ndim_of(b) == 0:
         return ew.multiply(a, b)
+    if ndim_of(a) > 2 or ndim_of(b) > 2:
+        raise TypeError(f"gnp.dot: operands of shapes {shape_of(a)} and {shape_of(b)}; "
+                        f"dot of arrays with more than two dimensions is not supported "
+                        f"(it is not matmul): use gpuprop.numpy.matmul for batched products")
     return matmul(a, b)
 
 

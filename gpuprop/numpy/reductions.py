@@ -88,15 +88,16 @@ def min(x, axis=None, keepdims=False):
     return _reduce(min_p, x, axis, keepdims)
 
 
-def _count(x, axis):
+def _count(x, axis, name="mean"):
     shape = shape_of(x)
-    axis = normalize_axis("mean", axis, len(shape))
+    axis = normalize_axis(name, axis, len(shape))
     return int(np.prod([shape[a] for a in (range(len(shape)) if axis is None else axis)]))
 
 
 def mean(x, axis=None, keepdims=False):
     # a Python int divisor keeps float32 float32; int inputs give float64, as in NumPy
-    return ew.divide(sum(x, axis, keepdims), _count(x, axis))
+    n = _count(x, axis)     # first: its errors name gnp.mean
+    return ew.divide(sum(x, axis, keepdims), n)
 
 
 def var(x, axis=None, keepdims=False, ddof=0):
