@@ -19,8 +19,8 @@ from . import backend
 
 DEFAULT_DATA_DIRS = ("/usr/share/datasets/fashion-mnist",)
 FASHION_MNIST_FILES = {
-    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", 60000),
-    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", 10000),
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -114,10 +114,10 @@ def _existing(d, name):
 def load_fashion_mnist(data_dir=None, flatten=True):
     """Fashion-MNIST as a Dataset: images float32 in [0, 1] of shape
     (n, 784) (or (n, 28, 28) without flatten), labels int32 in 0..9."""
-    names = [f for split in FASHION_MNIST_FILES.values() for f in split[:2]]
+    names = [f for split in FASHION_MNIST_FILES.values() for f in split]
     d = find_data_dir(names, data_dir)
     splits = []
-    for split, (img_name, lab_name, n) in FASHION_MNIST_FILES.items():
+    for img_name, lab_name in FASHION_MNIST_FILES.values():
         img_path, lab_path = _existing(d, img_name), _existing(d, lab_name)
         images, labels = read_idx(img_path, ndim=3), read_idx(lab_path, ndim=1)
         if images.shape[1:] != (28, 28) or images.dtype != np.uint8:
@@ -126,9 +126,6 @@ def load_fashion_mnist(data_dir=None, flatten=True):
         if len(images) != len(labels):
             raise DataFormatError(f"load_fashion_mnist: {img_path} has {len(images)} images "
                                   f"but {lab_path} has {len(labels)} labels")
-        if len(images) != n:
-            raise DataFormatError(f"load_fashion_mnist: the {split} split should have {n} "
-                                  f"images, {img_path} has {len(images)}")
         if labels.size and (labels.min() < 0 or labels.max() > 9):
             raise DataFormatError(f"load_fashion_mnist: {lab_path} has labels outside 0..9 "
                                   f"(from {labels.min()} to {labels.max()})")

@@ -550,7 +550,12 @@ def _describe(r, epochs):
 
 
 # ---- the command line -------------------------------------------------------
-_HIDDEN = {"fashion-mnist": [256, 256], "digits": [128], "spirals": [64, 64]}
+# per dataset: the settings a flag left out takes
+DEFAULTS = {
+    "fashion-mnist": {"hidden": [256, 256], "lr": 1e-3, "epochs": 10, "batch_size": 128},
+    "digits": {"hidden": [128], "lr": 1e-3, "epochs": 30, "batch_size": 64},
+    "spirals": {"hidden": [64, 64], "lr": 1e-2, "epochs": 100, "batch_size": 32},
+}
 
 
 def _parser():
@@ -571,16 +576,17 @@ def _parser():
     a("--activation", default="relu", choices=sorted(nn.ACTIVATIONS))
     a("--init", default="he", choices=nn.INITIALIZERS)
     a("--optimizer", default="adam", choices=sorted(optim.OPTIMIZERS))
-    a("--lr", type=float, default=1e-3, help="(peak) learning rate")
-    a("--schedule", default="constant", choices=["constant", "cosine", "step", "warmup-cosine"])
+    a("--lr", type=float, help="(peak) learning rate (default: 1e-3; 1e-2 for spirals)")
+    a("--schedule", default="cosine", choices=["constant", "cosine", "step", "warmup-cosine"],
+      help="learning-rate schedule over the whole run (default: cosine decay to 0)")
     a("--warmup-steps", type=int, default=100)
     a("--momentum", type=float, help="sgd and rmsprop momentum")
     a("--nesterov", action="store_true")
     a("--weight-decay", type=float, default=1e-4, help="adamw's weight decay")
     a("--clip-norm", type=float, help="clip gradients to this global norm")
     a("--l2", type=float, default=0.0, help="L2 penalty on the weights")
-    a("--epochs", type=int, default=10)
-    a("--batch-size", type=int, default=128)
+    a("--epochs", type=int, help="default: 10 (Fashion-MNIST), 30 (digits), 100 (spirals)")
+    a("--batch-size", type=int, help="default: 128 (Fashion-MNIST), 64 (digits), 32 (spirals)")
     a("--seed", type=int, default=0)
     a("--backend", choices=backend.backend_names(),
       help="array backend (default: $GPUPROP_BACKEND or numpy)")
@@ -622,7 +628,7 @@ def _dataset(args):
     name = args.dataset
     if name == "auto":
         try:
-            data.find_data_dir([f for s in data.FASHION_MNIST_FILES.values() for f in s[:2]],
+            data.find_data_dir([f for s in data.FASHION_MNIST_FILES.values() for f in s],
                                args.data_dir)
             name = "fashion-mnist"
         except FileNotFoundError:
@@ -682,14 +688,16 @@ def _run(args, be):
     if args.resume and not args.checkpoint_dir:
         raise ValueError("--resume needs --checkpoint-dir")
     ds = _dataset(args)
+    for key, value in DEFAULTS[ds.name].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     x_train, y_train, x_val, y_val = ds.x_train, ds.y_train, ds.x_test, ds.y_test
     if args.val_fraction:
         if not 0 < args.val_fraction < 1:
             raise ValueError(f"--val-fraction must lie in (0, 1), got {args.val_fraction}")
         k = int(round(len(x_train) * (1 - args.val_fraction)))
         x_train, y_train, x_val, y_val = x_train[:k], y_train[:k], x_train[k:], y_train[k:]
-    hidden = _HIDDEN[ds.name] if args.hidden is None else args.hidden
-    model = nn.MLP([x_train.shape[1], *hidden, ds.num_classes], args.activation, args.init,
+    model = nn.MLP([x_train.shape[1], *args.hidden, ds.num_classes], args.activation, args.init,
                    args.seed)
     steps = args.epochs * data.num_batches(len(x_train), args.batch_size)
     reg = None
