@@ -49,8 +49,10 @@ def _power_dx(g, out, x, y):
         if y == 0:
             return unbroadcast(multiply(g, 0.0), x)
         return unbroadcast(multiply(g, multiply(y, power(x, y - 1))), x)
-    # y * x**(y-1), taken as 0 where y == 0 (so 0**0 has derivative 0, not nan)
-    safe = where(equal(y, 0), 0.0, multiply(y, power(x, subtract(y, 1))))
+    # y * x**(y-1), taken as 0 where y == 0 (so 0**0 has derivative 0, not nan);
+    # the base is 1 there, so the branch not taken stays finite (0**-1 is inf)
+    zero = equal(y, 0)
+    safe = where(zero, 0.0, multiply(y, power(where(zero, 1.0, x), subtract(y, 1))))
     return unbroadcast(multiply(g, safe), x)
 
 
@@ -106,8 +108,11 @@ where_p = _prim("where", None,
 clip_p = _prim("clip", None,
                lambda g, out, x, lo, hi: unbroadcast(
                    where(logical_and(greater_equal(x, lo), less_equal(x, hi)), g, 0.0), x),
-               lambda g, out, x, lo, hi: unbroadcast(where(less(x, lo), g, 0.0), lo),
-               lambda g, out, x, lo, hi: unbroadcast(where(greater(x, hi), g, 0.0), hi))
+               # where a_min > a_max, NumPy's clip gives a_max
+               lambda g, out, x, lo, hi: unbroadcast(
+                   where(logical_and(less(x, lo), less_equal(lo, hi)), g, 0.0), lo),
+               lambda g, out, x, lo, hi: unbroadcast(
+                   where(logical_or(greater(x, hi), greater(lo, hi)), g, 0.0), hi))
 
 
 def _astype_impl(xp, x, dtype):
