@@ -155,7 +155,7 @@ def backward_pass(roots, release):
         if g is not None:
             args, params, out, rules = node.primals, node.params, node.out, prim.vjp
             for i, parent in enumerate(node.parents):
-                if parent is None:
+                if parent is None or (rules is not None and rules[i] is None):
                     continue
                 try:
                     if rules is None:

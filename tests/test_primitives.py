@@ -227,10 +227,6 @@ def test_clip_array_bounds(crossed):
     check(lambda m, x, lo, hi: m.clip(x, lo, hi), x, lo, hi)
 
 
-@pytest.mark.xfail(raises=TypeError, strict=True, reason=(
-    "autodiff.backward_pass calls prim.vjp[i] without checking for a None entry "
-    "(core.Primitive: None means not differentiable); where_p.vjp[0] is None, so a "
-    "float condition that depends on the input raises 'NoneType' is not callable"))
 def test_where_with_float_condition():
     """NumPy's where takes any condition (nonzero is true); it has no derivative."""
     x = away_from_zero((2, 3))
