@@ -118,7 +118,8 @@ def dce(prog):
 
 def _key(e, rename):
     ins = tuple(("v", id(rename.get(v, v))) if isinstance(v, Var)
-                else ("l", type(v.value), v.value) for v in e.inputs)
+                # repr tells -0.0 from 0.0 (x + 0.0 differs from x + -0.0)
+                else ("l", type(v.value), repr(v.value)) for v in e.inputs)
     try:
         return (e.prim, ins, tuple(sorted(e.params.items())))
     except TypeError:     # unhashable parameter: never merged

@@ -201,7 +201,9 @@ class Jitted:
         for x in leaves:
             t = type(x)
             if t in (bool, int, float, complex):
-                sig.append((t, x))            # Python scalars are static by value
+                # Python scalars are static by value; by repr, which tells -0.0
+                # from 0.0 and finds nan equal to nan
+                sig.append((t, repr(x)))
             elif t in be.ok_types or isinstance(x, be.array_types):
                 sig.append((x.shape, x.dtype))
                 arrays.append(x)
@@ -295,7 +297,7 @@ def _describe_change(old, new):
 
 
 def _fmt_sig(s):
-    return f"{ShapedArray(*s)}" if isinstance(s[0], tuple) else f"Python {s[0].__name__} {s[1]!r}"
+    return f"{ShapedArray(*s)}" if isinstance(s[0], tuple) else f"Python {s[0].__name__} {s[1]}"
 
 
 def compile_program(prog, donate=(), cuda_graph=None):
