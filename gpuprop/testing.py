@@ -25,7 +25,7 @@ def _inner(a_leaves, b_leaves):
 
 def _float_positions(leaves):
     return [i for i, x in enumerate(leaves)
-            if np.dtype(getattr(x, "dtype", np.result_type(x))).kind == "f"]
+            if np.dtype(x.dtype if hasattr(x, "dtype") else np.result_type(x)).kind == "f"]
 
 
 def check_grads(f, args, order=2, eps=1e-4, atol=1e-5, rtol=1e-5, seed=0):
