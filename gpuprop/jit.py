@@ -234,7 +234,7 @@ class Jitted:
             self.traces += 1
             donate = self._donated_inputs(args, static)
             run = compile_program(prog, donate=donate, cuda_graph=self.cuda_graph)
-            compiled = _Compiled(prog, run, out_tree)
+            compiled = _Compiled(prog, run, out_tree, donate)
             self._cache[key] = compiled
             self._last = key
             return compiled
@@ -263,13 +263,27 @@ class Jitted:
 
 
 class _Compiled:
-    __slots__ = ("program", "run", "out_tree")
+    __slots__ = ("program", "run", "out_tree", "donate")
 
-    def __init__(self, program, run, out_tree):
+    def __init__(self, program, run, out_tree, donate=()):
         self.program, self.run, self.out_tree = program, run, out_tree
+        self.donate = frozenset(donate)
 
     def __call__(self, leaves):
+        if self.donate:
+            self._check_donation(leaves)
         return tree_unflatten(self.out_tree, self.run(leaves))
+
+    def _check_donation(self, leaves):
+        """A donated buffer may be overwritten while the program runs: it must
+        not also arrive through another argument."""
+        donated = {id(leaves[i]) for i in self.donate}
+        for i, x in enumerate(leaves):
+            if i not in self.donate and id(x) in donated:
+                raise ValueError(
+                    f"jit({self.program.name}): input {i} (shape {x.shape}) is also passed "
+                    f"in a donated argument, whose buffer the program may overwrite "
+                    f"while reading it; pass a copy of one of them")
 
 
 def _hashable(name, what, v):

@@ -541,3 +541,11 @@ def test_calls_from_four_threads_at_once():
     assert not errors, errors
     assert all(r is not None for r in results)
     assert f.traces == 1
+
+
+def test_a_donated_buffer_passed_twice_is_refused():
+    f = gp.jit(lambda a, b: a * 2.0 + b, donate_argnums=(0,))
+    x = dev(np.ones(3))
+    np.testing.assert_array_equal(host(f(dev(np.ones(3)), x)), [3.0, 3.0, 3.0])
+    with pytest.raises(ValueError, match="donated"):
+        f(x, x)
