@@ -66,7 +66,9 @@ def as_graph(prog, donate=()):
 
 
 def kernel_sources(prog):
-    """The CUDA source of every fused kernel of a program (for tests and nvcc)."""
+    """The CUDA source of every fused kernel of a program (for tests and nvcc),
+    once per kernel name: two equal groups give one kernel, as in the executor."""
     from .fusion import kernels
-    return [k.cuda_source() for _, k in kernels(prog) if k is not None and k.outputs]
+    return list(dict.fromkeys(k.cuda_source() for _, k in kernels(prog)
+                              if k is not None and k.outputs))
 

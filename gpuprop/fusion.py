@@ -58,7 +58,9 @@ EXPRESSIONS = {
     "tanh": ("out", _fn("tanh")),
     "abs": ("out", _fn("fabs")),
     "logistic": ("out", lambda T, x: f"(tanh({x} * ({T})0.5) * ({T})0.5 + ({T})0.5)"),
-    "sign": ("out", lambda T, x: f"(({x} > 0) ? ({T})1 : (({x} < 0) ? ({T})-1 : {x}))"),
+    # NumPy: sign(-0.0) is +0.0, sign(nan) is nan
+    "sign": ("out", lambda T, x: f"(({x} > 0) ? ({T})1 : (({x} < 0) ? ({T})-1 : "
+                                 f"(({x} == 0) ? ({T})0 : {x})))"),
     "maximum": ("out", lambda T, x, y: _max(x, y)),
     "minimum": ("out", lambda T, x, y: _min(x, y)),
     "clip": ("out", lambda T, x, lo, hi: _min(_max(x, lo), hi)),
@@ -82,11 +84,21 @@ TRANSCENDENTAL = frozenset(["power", "exp", "log", "log1p", "expm1", "sin", "cos
                             "logistic"])
 
 
+def _promoted(e):
+    """The promoted dtype of e's operands, Python-scalar literals weakly."""
+    return np.result_type(*[v.value if isinstance(v, Literal) else v.aval.dtype
+                            for v in e.inputs])
+
+
 def fusible(e):
     """Whether equation e can be computed inside a fused kernel."""
     if e.prim.name not in EXPRESSIONS:
         return False
     dts = [e.out.aval.dtype] + [v.aval.dtype for v in e.inputs if not isinstance(v, Literal)]
+    try:        # a bool array against an int literal promotes to an integer
+        dts.append(_promoted(e))
+    except (TypeError, ValueError, OverflowError):
+        return False
     return all(dt.name in C_TYPES for dt in dts)
 
 
@@ -121,8 +133,7 @@ class Kernel:
         for k, e in enumerate(self.eqns):
             T = C_TYPES[e.out.aval.dtype.name]
             rule, expr = EXPRESSIONS[e.prim.name]
-            common = C_TYPES[np.result_type(*[
-                v.value if isinstance(v, Literal) else v.aval.dtype for v in e.inputs]).name]
+            common = C_TYPES[_promoted(e).name]
             ops = []
             for j, v in enumerate(e.inputs):
                 target = {"out": T, "common": common, "bool": "bool", "none": None,
@@ -140,9 +151,13 @@ class Kernel:
         return "\n".join(lines)
 
     def signature(self):
-        ins = ", ".join(f"{v.aval.dtype.name} in{i}" for i, v in enumerate(self.inputs))
+        """What the generated code depends on: dtypes, shapes (the broadcast
+        indexing and loop bounds of cuda_source/cpp_function) and the body; two
+        groups with the same body but other shapes must not share a name."""
+        ins = ", ".join(f"{v.aval.dtype.name}{list(v.aval.shape)} in{i}"
+                        for i, v in enumerate(self.inputs))
         outs = ", ".join(f"{v.aval.dtype.name} out{i}" for i, v in enumerate(self.outputs))
-        return f"({ins}) -> ({outs})\n{self.body}"
+        return f"{list(self.shape)}: ({ins}) -> ({outs})\n{self.body}"
 
     # ---- CUDA: a CuPy ElementwiseKernel ----------------------------------
     def cuda_params(self):
