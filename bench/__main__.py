@@ -12,7 +12,7 @@ import sys
 
 from . import report, runner
 from .cases import BASELINE, VARIANTS, WORKLOADS, cases
-from .runner import choose_variants, epoch_losses_agree, finish, gather
+from .runner import choose_variants, epoch_losses_agree, finish
 
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -41,7 +41,9 @@ def parse(argv):
                    help="put the table into bench/README.md (default: only for a full "
                         "CPU run: not --quick, not --only, not --variants)")
     p.add_argument("--timeout", type=float, default=None,
-                   help="seconds for each library's process (default 900; --quick 120)")
+                   help="seconds one library may take for one step of the protocol (a "
+                        "check and warm-up, or one run); past it, it is killed and "
+                        "reported (default 300; --quick 60)")
     args = p.parse_args(argv)
     args.only = list(WORKLOADS) if args.only == "all" else [w.strip() for w in args.only.split(",")]
     bad = [w for w in args.only if w not in WORKLOADS]
@@ -53,7 +55,7 @@ def parse(argv):
         p.error("--threads takes whole numbers, e.g. 1 or 1,2")
     if args.variants:
         args.variants = [v.strip() for v in args.variants.split(",")]
-    args.timeout = args.timeout or (120 if args.quick else 900)
+    args.timeout = args.timeout or (60 if args.quick else 300)
     return args
 
 
@@ -63,14 +65,15 @@ def run_cpu(args):
     meta = report.meta(args, "cpu")
     texts, mds, runs, failures = [], [], [], []
     for threads in args.threads:
-        results = runner.run_all(variants, chosen, threads=threads, device="cpu",
-                                 quick=args.quick, timeout=args.timeout)
-        records, errors = gather(results)
+        run = runner.run_all(variants, chosen, threads=threads, device="cpu",
+                             quick=args.quick, timeout=args.timeout)
+        records, errors, results = run.records, run.errors, list(run.libs.values())
         errors += epoch_losses_agree(records, BASELINE["cpu"])
         rows = report.build_rows(chosen, records, BASELINE["cpu"])
         texts.append(report.render(meta, threads, rows, results, BASELINE["cpu"], errors, False))
         mds.append(report.render(meta, threads, rows, results, BASELINE["cpu"], errors, True))
-        runs.append({"threads": threads, "results": results, "rows": rows, "errors": errors})
+        runs.append({"threads": threads, "libraries": results, "records": records,
+                     "rows": rows, "errors": errors})
         failures += errors
     md = "\n".join(mds)
     path = report.save(args.out, meta, {"meta": meta, "runs": runs}, md,

@@ -1,13 +1,22 @@
-"""python -m bench.child SPEC.json OUT.json: one library's measurements, in a
-process of its own.
+"""python -m bench.child CMD_FD REPLY_FD: a worker that measures one library,
+in a process of its own, on the parent's command.
 
 The parent has already pinned this process to its cores and set the thread
-variables before anything was imported.  For each case and variant: build the
-callable from the shared host data, check its result against hand-written
-NumPy (a mismatch is recorded as an error and the variant is not timed), then
-time it (or, in memory mode, measure the peak of one step).  The output file is
-rewritten after every record, so a crash loses only the case in progress.
+variables before anything was imported.  It keeps one worker per library
+alive and interleaves them run by run, so a busy spell of the machine falls on
+every library alike.  The commands (one JSON object a line, replies likewise):
+
+  prepare  build a variant's callable for a case from the shared host data,
+           check its first result against hand-written NumPy (a mismatch is a
+           loud error and the variant is not timed), warm up, and choose how
+           many calls one run makes
+  run      one run of n calls: wall (or CUDA event) seconds and CPU seconds
+  post     what is read after the runs: the epoch's loss; on a GPU, kernels
+           per step and peak device memory
+  memory   the peak memory of one training step (a fresh worker per variant)
+  release  forget a case's data;  finish  the thread pools loaded, then exit
 """
+import functools
 import json
 import os
 import sys
@@ -117,120 +126,134 @@ def check(impl, inputs, reference):
     return fn, first, err
 
 
-def run_timing(impl, inputs, reference, spec, clock):
-    case = inputs.case
-    fn, first, err = check(impl, inputs, reference)
-    settings = measure.Settings.for_mode(spec["quick"], case.workload, spec["device"])
-    rec = {"first_call": first, "check_error": err}
-    if case.workload == "epoch":
-        run = impl.epoch(inputs.params, inputs.batches)
-        rec.update(measure.time_fn(run, clock, settings, warmup=lambda: run(3)))
-        rec["loss"] = float(np.asarray(impl.host(clock.last)))
-        rec["batches"], rec["source"] = len(inputs.batches), inputs.source
-    else:
-        rec.update(measure.time_fn(fn, clock, settings))
-    if spec["device"] == "cuda" and case.workload == "train":
-        from . import gpu
-        rec.update(gpu.step_extras(impl, fn))
-    return rec
 
-
-def run_memory(impl, inputs, reference):
-    fn, _, err = check(impl, inputs, reference)
-    fn()
-    impl.block(fn())          # warm: caches, compiled code, allocator pools
-    rec = measure.peak_memory(fn, impl.block, impl.tracemalloc)
-    rec["check_error"] = err
-    return rec
-
-
-def matmul_record(xp, case, clock, spec, put):
-    """The matrix products of one step alone, on the baseline's namespace."""
-    ops = [(put(np.ones(a, np.float32)), put(np.ones(b, np.float32)))
+def matmuls(impl, case):
+    """The matrix products of one training step alone, on the baseline's
+    namespace: what the step would cost with everything else free."""
+    ops = [(impl.put(np.ones(a, np.float32)), impl.put(np.ones(b, np.float32)))
            for a, b in hw.matmul_shapes(case.sizes, case.batch)]
-
-    def products():
-        return [a @ b for a, b in ops]
-    settings = measure.Settings.for_mode(spec["quick"], case.workload, spec["device"])
-    return measure.time_fn(products, clock, settings)
+    return lambda: [a @ b for a, b in ops]
 
 
-def main(spec_path, out_path):
-    with open(spec_path) as f:
-        spec = json.load(f)
-    result = {"lib": spec["lib"], "pid": os.getpid(),
-              "affinity": sorted(os.sched_getaffinity(0)),
-              "env": {k: os.environ[k] for k in THREAD_VARS if k in os.environ},
-              "records": [], "errors": []}
-
-    def save():
-        with open(out_path, "w") as f:
-            json.dump(result, f, indent=1, default=str)
-
-    try:
-        impls, info = libs.load(spec["lib"], spec["device"], spec["threads"])
-    except ImportError as e:
-        result["skipped"] = f"{spec['lib']}: {e}"
-        save()
-        return 0
-    result["info"] = info
-    cases = [Case(**c) for c in spec["cases"]]
-    for case in cases:
-        inputs = reference = None
-        for variant in spec["variants"]:
-            impl = impls.get(variant)
-            if impl is None:
-                continue
-            where = f"{variant} {case.key}"
-            try:
-                if inputs is None:
-                    inputs = Inputs(case)
-                    reference = inputs.reference()
-                clock = _clock(impl, spec)
-                if spec["mode"] == "memory":
-                    rec = run_memory(impl, inputs, reference)
-                else:
-                    rec = run_timing(impl, inputs, reference, spec, clock)
-                _record(result, rec, case, variant, clock)
-                if (spec["mode"] == "time" and isinstance(impl, libs.Handwritten)
-                        and case.workload == "train"):
-                    rec = matmul_record(impl.xp, case, clock, spec, impl.put)
-                    _record(result, rec, case, "matmuls-only", clock)
-            except Mismatch as e:
-                result["errors"].append({"case": case.key, "variant": variant,
-                                         "kind": "gradient mismatch", "message": str(e)})
-                print(f"  [{spec['lib']}] GRADIENT MISMATCH: {e}", file=sys.stderr, flush=True)
-            except Exception as e:  # a crash in one variant: report it, go on
-                result["errors"].append({"case": case.key, "variant": variant,
-                                         "kind": type(e).__name__, "message": str(e),
-                                         "traceback": traceback.format_exc()})
-                print(f"  [{spec['lib']}] {where} FAILED: {type(e).__name__}: {e}",
-                      file=sys.stderr, flush=True)
-            save()
-    result["threadpools"] = measure.threadpools()
-    save()
-    return 0
+class Prepared:
+    def __init__(self, impl, fn, clock):
+        self.impl, self.fn, self.clock = impl, fn, clock
 
 
-def _record(result, rec, case, variant, clock):
-    """Keep the record, and say its figure at once (a run cut short by a
-    timeout still leaves its figures in the log)."""
-    rec.update(case=case.key, variant=variant, timer=clock.name)
-    result["records"].append(rec)
-    if "median" in rec:
-        fig = f"{rec['median'] * 1e3:.4g} ms/call (min {rec['min'] * 1e3:.4g}, {rec['runs']} runs)"
-    else:
-        fig = ", ".join(f"{k} {v / 2**20:.2f} MiB" for k, v in rec.items()
-                        if k.endswith("_peak") and v is not None)
-    print(f"  [{result['lib']}] {variant} {case.key}: {fig}", file=sys.stderr, flush=True)
+class Worker:
+    def __init__(self, lib, device, threads, quick):
+        self.lib, self.device, self.threads, self.quick = lib, device, threads, quick
+        self.impls, self.info = libs.load(lib, device, threads)
+        self.cases = {}         # key -> (Inputs, reference)
+        self.prepared = {}      # (key, variant) -> Prepared
+
+    def _inputs(self, case):
+        if case.key not in self.cases:
+            inputs = Inputs(case)
+            self.cases[case.key] = (inputs, inputs.reference())
+        return self.cases[case.key]
+
+    def _impl(self, variant):
+        if variant == "matmuls-only":
+            return next(i for i in self.impls.values() if isinstance(i, libs.Handwritten))
+        return self.impls[variant]
+
+    def prepare(self, case, variant):
+        case = Case(**case)
+        impl = self._impl(variant)
+        clock = _clock(impl, self.device)
+        settings = measure.Settings.for_mode(self.quick, case.workload, self.device)
+        if variant == "matmuls-only":
+            fn, first, err, warm = matmuls(impl, case), None, None, None  # nothing to check
+        else:
+            inputs, reference = self._inputs(case)
+            fn, first, err = check(impl, inputs, reference)
+            warm = None
+            if case.workload == "epoch":
+                fn = impl.epoch(inputs.params, inputs.batches)
+                warm = functools.partial(fn, 3)
+        n = measure.calibrate(fn, clock, settings, warm)
+        self.prepared[case.key, variant] = Prepared(impl, fn, clock)
+        return {"n": n, "first_call": first, "check_error": err, "timer": clock.name}
+
+    def run(self, key, variant, n):
+        p = self.prepared[key, variant]
+        wall, cpu = p.clock.run(p.fn, n)
+        return {"wall": wall, "cpu": cpu}
+
+    def post(self, key, variant):
+        p = self.prepared[key, variant]
+        inputs = self.cases.get(key, (None,))[0]
+        out = {}
+        if inputs is not None and inputs.case.workload == "epoch":
+            out.update(loss=float(np.asarray(p.impl.host(p.clock.last))),
+                       batches=len(inputs.batches), source=inputs.source)
+        if self.device == "cuda" and inputs is not None and inputs.case.workload == "train":
+            from . import gpu
+            out.update(gpu.step_extras(p.impl, p.fn))
+        return out
+
+    def memory(self, case, variant):
+        case = Case(**case)
+        impl = self._impl(variant)
+        inputs, reference = self._inputs(case)
+        fn, _, err = check(impl, inputs, reference)
+        fn()
+        impl.block(fn())          # warm: caches, compiled code, allocator pools
+        rec = measure.peak_memory(fn, impl.block, impl.tracemalloc)
+        rec["check_error"] = err
+        return rec
+
+    def release(self, key):
+        self.cases.pop(key, None)
+        for k in [k for k in self.prepared if k[0] == key]:
+            del self.prepared[k]
+        return {}
+
+    def finish(self):
+        return {"threadpools": measure.threadpools()}
 
 
-def _clock(impl, spec):
-    if spec["device"] == "cuda":
+def _clock(impl, device):
+    if device == "cuda":
         from . import gpu
         return gpu.clock_for(impl)
     return measure.WallClock(impl.block)
 
 
+def serve(cmd_fd, reply_fd, lib, device, threads, quick):
+    replies = os.fdopen(reply_fd, "w", buffering=1)
+
+    def reply(msg):
+        replies.write(json.dumps(msg, default=str) + "\n")
+        replies.flush()
+
+    hello = {"ok": True, "lib": lib, "pid": os.getpid(),
+             "affinity": sorted(os.sched_getaffinity(0)),
+             "env": {k: os.environ[k] for k in THREAD_VARS if k in os.environ}}
+    try:
+        worker = Worker(lib, device, threads, quick)
+        hello["info"] = worker.info
+    except ImportError as e:
+        reply(dict(hello, skipped=f"{lib}: {e}"))
+        return 0
+    reply(hello)
+    for line in os.fdopen(cmd_fd):
+        msg = json.loads(line)
+        op = msg.pop("op")
+        try:
+            out = getattr(worker, op)(**msg)
+            reply({"ok": True, **out})
+        except Mismatch as e:
+            reply({"ok": False, "kind": "gradient mismatch", "message": str(e)})
+        except Exception as e:  # one variant broke: say so, keep serving
+            reply({"ok": False, "kind": type(e).__name__, "message": str(e),
+                   "traceback": traceback.format_exc()})
+        if op == "finish":
+            break
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:]))
+    cmd, rep, lib, device, threads, quick = sys.argv[1:]
+    sys.exit(serve(int(cmd), int(rep), lib, device, int(threads), quick == "quick"))

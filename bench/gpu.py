@@ -14,7 +14,7 @@ import sys
 import time
 
 from . import report, runner
-from .runner import choose_variants, finish, gather
+from .runner import choose_variants, finish
 from .cases import BASELINE, SIZES, VARIANTS_GPU, Case, mlp_label
 from .measure import WallClock
 
@@ -197,16 +197,16 @@ def run(args):
     chosen = gpu_cases(args.quick)
     variants = choose_variants(args, VARIANTS_GPU, BASELINE["cuda"])
     meta = report.meta(args, "cuda", name)
-    results = runner.run_all(variants, chosen, threads=1, device="cuda",
-                             quick=args.quick, timeout=min(args.timeout, 300))
-    records, errors = gather(results)
+    run = runner.run_all(variants, chosen, threads=1, device="cuda",
+                         quick=args.quick, timeout=args.timeout)
+    records, errors, results = run.records, run.errors, list(run.libs.values())
     rows = report.build_rows(chosen, records, BASELINE["cuda"])
     head, body = short_table(chosen, records, BASELINE["cuda"])
     text = report.render(meta, "n/a (GPU)", rows, results, BASELINE["cuda"], errors, False)
     md = report.render(meta, "n/a (GPU)", rows, results, BASELINE["cuda"], errors, True)
     md += "\n\nPer step on the GPU:\n\n" + report.md_table(head, body) + "\n"
-    path = report.save(args.out, meta, {"meta": meta, "results": results, "rows": rows,
-                                        "errors": errors}, md, "_gpu")
+    path = report.save(args.out, meta, {"meta": meta, "libraries": results, "records": records,
+                                        "rows": rows, "errors": errors}, md, "_gpu")
     print(text)
     print(f"results: {path}.json, {path}.md\n")
     print(f"GPU summary ({name}; CUDA events; x matmuls = step time over its matrix "

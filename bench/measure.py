@@ -48,29 +48,17 @@ class WallClock:
         return time.perf_counter() - w, time.process_time() - c
 
 
-def time_fn(fn, clock, settings, warmup=None):
-    """{'median', 'min', 'max', 'runs', 'inner', 'cpu': {...}}: seconds per
-    call, after `warmup` (default: fn) has run once.  The runs repeat the call
-    `inner` times each, enough to last settings.min_run_s."""
+def calibrate(fn, clock, settings, warmup=None):
+    """After one warm-up call (`warmup`, default fn): how many calls one run
+    makes so that it lasts settings.min_run_s."""
     gc.collect()
     clock.run(warmup or fn, 1)
     n = 1
     while True:
-        wall, cpu = clock.run(fn, n)
+        wall, _ = clock.run(fn, n)
         if wall >= settings.min_run_s or n >= 1 << 20:
-            break
+            return n
         n = min(n * 10, max(n * 2, int(n * settings.min_run_s / max(wall, 1e-9) * 1.2)))
-    walls, cpus = [wall / n], [cpu / n]
-    spent = wall
-    while len(walls) < settings.repeats or (
-            len(walls) < settings.max_repeats and spent + wall <= settings.budget_s):
-        wall, cpu = clock.run(fn, n)
-        walls.append(wall / n)
-        cpus.append(cpu / n)
-        spent += wall
-    out = summarize(walls)
-    out.update(inner=n, cpu=summarize(cpus))
-    return out
 
 
 # ---- memory -------------------------------------------------------------------

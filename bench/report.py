@@ -97,7 +97,7 @@ def goal_mark(case_key, variant, r):
 def build_rows(cases, records, baseline):
     """One row per (case, variant) that has a record, baseline first."""
     by = {(r["case"], r["variant"]): r for r in records}
-    order = list(ALL_VARIANTS) + list(REFERENCE_ROWS)
+    order = [baseline] + [v for v in list(ALL_VARIANTS) + list(REFERENCE_ROWS) if v != baseline]
     rows = []
     for case in cases:
         base = by.get((case.key, baseline))

@@ -1,14 +1,18 @@
-"""The parent side: one child process per library (and per variant for memory),
-each pinned to the same cores with its thread counts set before it imports
-anything."""
+"""The parent side: one worker process per library, each pinned to the same
+cores with its thread counts set before it imports anything, all alive at
+once and run in turn (interleaved, one run each per round), so that ratios
+are taken between figures measured side by side; memory in a fresh process
+per variant."""
 import dataclasses
 import json
 import os
+import select
 import subprocess
 import sys
-import tempfile
+import time
 
 from .cases import ALL_VARIANTS, PEER_LIBS
+from .measure import Settings, summarize
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -46,37 +50,231 @@ def child_env(threads, device, memory=False):
     return env
 
 
-def run_child(lib, variants, cases, *, mode, threads, device, quick, timeout):
-    """The child's result dict (records, errors, info), or one saying why there
-    is none."""
-    spec = {"lib": lib, "variants": variants, "mode": mode, "threads": threads,
-            "device": device, "quick": quick,
-            "cases": [dataclasses.asdict(c) for c in cases]}
-    cores = cores_for(threads) if device == "cpu" else None
-    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        spec_path, out_path = os.path.join(tmp, "spec.json"), os.path.join(tmp, "out.json")
-        with open(spec_path, "w") as f:
-            json.dump(spec, f)
+class WorkerError(RuntimeError):
+    pass
+
+
+class Worker:
+    """A child process serving one library (bench.child), over two pipes."""
+
+    def __init__(self, lib, *, threads, device, quick, timeout, memory=False):
+        self.lib, self.timeout, self.buf = lib, timeout, b""
+        cmd_r, cmd_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        cores = cores_for(threads) if device == "cpu" else None
         try:
-            proc = subprocess.run(
-                [sys.executable, "-m", "bench.child", spec_path, out_path],
-                cwd=ROOT, env=child_env(threads, device, mode == "memory"),
-                preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None,
-                stdout=subprocess.PIPE, stderr=None, text=True, timeout=timeout)
-            rc, chatter = proc.returncode, proc.stdout
-        except subprocess.TimeoutExpired as e:
-            rc, chatter = f"timeout after {timeout} s", e.stdout or ""
+            out = sys.stderr.fileno()       # library chatter: beside our progress lines
+        except (AttributeError, OSError, ValueError):
+            out = subprocess.DEVNULL
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.child", str(cmd_r), str(rep_w), lib, device,
+             str(threads), "quick" if quick else "full"],
+            cwd=ROOT, env=child_env(threads, device, memory), pass_fds=(cmd_r, rep_w),
+            preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None,
+            stdin=subprocess.DEVNULL, stdout=out)
+        os.close(cmd_r)
+        os.close(rep_w)
+        self.cmd = os.fdopen(cmd_w, "w", buffering=1)
+        self.rep = rep_r
+        self.hello = self._receive(max(timeout, 120))
+
+    def call(self, op, **msg):
+        """The worker's reply; WorkerError if it died or ran past the timeout
+        (then it is killed)."""
+        if self.proc.poll() is not None:
+            raise WorkerError(f"the {self.lib} worker has exited ({self.proc.returncode})")
         try:
-            with open(out_path) as f:
-                result = json.load(f)
-        except (OSError, ValueError):
-            result = {"lib": lib, "records": [], "errors": []}
-    if rc != 0:
-        tail = (chatter or "")[-2000:] if isinstance(chatter, str) else ""
-        result.setdefault("errors", []).append({
-            "case": "*", "variant": ",".join(variants), "kind": "child process",
-            "message": f"the {lib} process ended with {rc}; its last output:\n{tail}"})
-    return result
+            self.cmd.write(json.dumps(dict(msg, op=op)) + "\n")
+            self.cmd.flush()
+        except OSError as e:
+            raise WorkerError(f"the {self.lib} worker is gone ({e})") from e
+        return self._receive(self.timeout)
+
+    def _receive(self, timeout):
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self.rep], [], [], max(left, 0))
+            if not ready:
+                self.kill()
+                raise WorkerError(f"the {self.lib} worker gave no answer in {timeout:g} s "
+                                  f"(killed; raise --timeout?)")
+            chunk = os.read(self.rep, 1 << 16)
+            if not chunk:
+                code = self.proc.wait()
+                raise WorkerError(f"the {self.lib} worker ended with exit status {code} "
+                                  f"(a crash: see its messages above)")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def close(self):
+        """The worker's last word (its thread pools), then its end."""
+        out = {}
+        try:
+            out = self.call("finish")
+            self.proc.wait(timeout=30)
+        except (WorkerError, subprocess.TimeoutExpired):
+            pass
+        self.kill()
+        for f in (self.cmd,):
+            try:
+                f.close()
+            except OSError:
+                pass
+        os.close(self.rep)
+        return out
+
+
+def _error(case, variant, reply_or_exc):
+    if isinstance(reply_or_exc, Exception):
+        return {"case": case, "variant": variant, "kind": "worker", "message": str(reply_or_exc)}
+    return {"case": case, "variant": variant, "kind": reply_or_exc.get("kind", "?"),
+            "message": reply_or_exc.get("message", ""),
+            "traceback": reply_or_exc.get("traceback")}
+
+
+def say(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+class Run:
+    """One run of the benchmarks: workers, records, errors, and each
+    library's versions and thread pools."""
+
+    def __init__(self, *, threads, device, quick, timeout):
+        self.opts = dict(threads=threads, device=device, quick=quick, timeout=timeout)
+        self.records, self.errors, self.libs = [], [], {}
+
+    def start(self, lib, memory=False):
+        try:
+            w = Worker(lib, memory=memory, **self.opts)
+        except WorkerError as e:
+            self.errors.append(_error("*", lib, e))
+            return None
+        if w.hello.get("skipped"):
+            say(f"[bench] {lib} skipped: {w.hello['skipped']}")
+            self.libs.setdefault(lib, w.hello)
+            w.close()
+            return None
+        self.libs.setdefault(lib, w.hello)
+        return w
+
+    def time_case(self, case, entries):
+        """Prepare every (variant, worker), then interleave their runs, the
+        order rotated each round, until enough runs and the budget is spent."""
+        settings = Settings.for_mode(self.opts["quick"], case.workload, self.opts["device"])
+        ready = []
+        for v, w in entries:
+            try:
+                rep = w.call("prepare", case=dataclasses.asdict(case), variant=v)
+            except WorkerError as e:
+                rep = e
+            if isinstance(rep, Exception) or not rep.get("ok"):
+                self.errors.append(_error(case.key, v, rep))
+                say(f"  {v} {case.key}: FAILED: " + (str(rep) if isinstance(rep, Exception)
+                                                      else f"{rep['kind']}: {rep['message']}"))
+                continue
+            ready.append((v, w, rep))
+        samples = {v: [] for v, _, _ in ready}
+        spent, rounds = 0.0, 0
+        while ready:
+            k = rounds % len(ready)
+            for v, w, prep in ready[k:] + ready[:k]:
+                try:
+                    rep = w.call("run", key=case.key, variant=v, n=prep["n"])
+                except WorkerError as e:
+                    rep = e
+                if isinstance(rep, Exception) or not rep.get("ok"):
+                    self.errors.append(_error(case.key, v, rep))
+                    ready = [r for r in ready if r[0] != v]
+                    continue
+                samples[v].append((rep["wall"] / prep["n"], rep["cpu"] / prep["n"]))
+                spent += rep["wall"]
+            rounds += 1
+            if rounds >= settings.repeats and (rounds >= settings.max_repeats or
+                                               spent >= settings.budget_s * max(len(ready), 1)):
+                break
+        line = []
+        for v, w, prep in ready:
+            rec = summarize([s[0] for s in samples[v]])
+            rec.update(cpu=summarize([s[1] for s in samples[v]]), inner=prep["n"],
+                       first_call=prep["first_call"], check_error=prep["check_error"],
+                       timer=prep["timer"], case=case.key, variant=v)
+            try:
+                post = w.call("post", key=case.key, variant=v)
+            except WorkerError as e:
+                post = {"ok": False, "kind": "worker", "message": str(e)}
+            if post.pop("ok", False):
+                rec.update(post)
+            else:
+                self.errors.append(_error(case.key, v, post))
+            self.records.append(rec)
+            line.append(f"{v} {rec['median'] * 1e3:.4g} ms")
+        for w in {id(w): w for _, w in entries}.values():
+            try:
+                w.call("release", key=case.key)
+            except WorkerError:
+                pass
+        say(f"  {case.key}: " + ", ".join(line))
+
+    def memory_case(self, case, variant):
+        w = self.start(ALL_VARIANTS[variant][0], memory=True)
+        if w is None:
+            return
+        try:
+            rep = w.call("memory", case=dataclasses.asdict(case), variant=variant)
+        except WorkerError as e:
+            rep = e
+        if isinstance(rep, Exception) or not rep.get("ok"):
+            self.errors.append(_error(case.key, variant, rep))
+        else:
+            rep.pop("ok")
+            rep.update(case=case.key, variant=variant)
+            self.records.append(rep)
+            say(f"  {case.key} {variant}: " + ", ".join(
+                f"{k} {v / 2**20:.2f} MiB" for k, v in rep.items()
+                if k.endswith("_peak") and v is not None))
+        w.close()
+
+    def finish(self, workers):
+        for lib, w in workers.items():
+            self.libs[lib].update(w.close())
+
+
+def run_all(variants, cases, *, threads, device, quick, timeout):
+    """All cases: timing cases interleaved across one live worker per library,
+    memory cases in a fresh worker per variant.  Returns the Run."""
+    run = Run(threads=threads, device=device, quick=quick, timeout=timeout)
+    timing = [c for c in cases if c.workload != "memory"]
+    workers = {}
+    if timing:
+        for lib in libs_of(variants):
+            say(f"[bench] starting {lib} (threads={threads})")
+            w = run.start(lib)
+            if w is not None:
+                workers[lib] = w
+    try:
+        for case in timing:
+            entries = [(v, workers[ALL_VARIANTS[v][0]]) for v in variants
+                       if ALL_VARIANTS[v][0] in workers]
+            if case.workload == "train" and "numpy" in workers:
+                entries.append(("matmuls-only", workers["numpy"]))
+            say(f"[bench] {case.key}: {', '.join(v for v, _ in entries)}")
+            run.time_case(case, entries)
+    finally:
+        run.finish(workers)
+    for case in cases:
+        if case.workload == "memory":
+            say(f"[bench] {case.key}: one process per variant")
+            for v in variants:
+                run.memory_case(case, v)
+    return run
 
 
 def libs_of(variants):
@@ -84,26 +282,6 @@ def libs_of(variants):
     for v in variants:
         out.setdefault(ALL_VARIANTS[v][0], []).append(v)
     return out
-
-
-def run_all(variants, cases, *, threads, device, quick, timeout):
-    """Every library's child for the timing cases, then one child per variant
-    for each memory case.  Returns the list of child results."""
-    results = []
-    timing = [c for c in cases if c.workload != "memory"]
-    memory = [c for c in cases if c.workload == "memory"]
-    for lib, vs in libs_of(variants).items():
-        if timing:
-            print(f"[bench] {lib}: {', '.join(vs)} (threads={threads})", file=sys.stderr, flush=True)
-            results.append(run_child(lib, vs, timing, mode="time", threads=threads,
-                                     device=device, quick=quick, timeout=timeout))
-    for case in memory:
-        for lib, vs in libs_of(variants).items():
-            for v in vs:
-                print(f"[bench] memory {case.key}: {v}", file=sys.stderr, flush=True)
-                results.append(run_child(lib, [v], [case], mode="memory", threads=threads,
-                                         device=device, quick=quick, timeout=timeout))
-    return results
 
 
 def choose_variants(args, table, baseline):
@@ -115,12 +293,6 @@ def choose_variants(args, table, baseline):
                              f"choose from {', '.join(table)}")
         out = [v for v in out if v == baseline or v in args.variants]
     return out
-
-
-def gather(results):
-    records = [r for res in results for r in res.get("records", [])]
-    errors = [e for res in results for e in res.get("errors", [])]
-    return records, errors
 
 
 def epoch_losses_agree(records, baseline, tol=2e-2):
