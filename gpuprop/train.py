@@ -302,6 +302,10 @@ class Trainer:
                 raise ValueError(f"Trainer: x_val rows have shape {tuple(self.x_val.shape[1:])}"
                                  f" but x_train rows {tuple(self.x_train.shape[1:])}")
         self.classify = self.y_train.dtype.kind in "iu"
+        if self.y_val is not None and (self.y_val.dtype.kind in "iu") != self.classify:
+            raise TypeError(f"Trainer: y_train has dtype {self.y_train.dtype} but y_val "
+                            f"{self.y_val.dtype}; both must be integer labels or both "
+                            f"floating-point targets")
         self._dry_run(apply, params, loss, regularizer)
 
         self.apply, self.loss, self.optimizer = apply, loss, optimizer
@@ -360,7 +364,7 @@ class Trainer:
         """(mean loss, accuracy) over (x, y); accuracy is None for regression."""
         params = self._p.params if params is None else params
         outs, sizes = [], []
-        for xb, yb in data.batches(x, y, self.eval_batch_size):
+        for xb, yb in data.batches(asarray(x), asarray(y), self.eval_batch_size):
             outs.extend(self._eval(params, xb, yb))
             sizes.append(len(xb))
         vals = to_numpy(gnp.stack([gnp.astype(v, np.float64) for v in outs]))
@@ -553,7 +557,7 @@ def _describe(r, epochs):
 # per dataset: the settings a flag left out takes
 DEFAULTS = {
     "fashion-mnist": {"hidden": [256, 256], "lr": 1e-3, "epochs": 10, "batch_size": 128},
-    "digits": {"hidden": [128], "lr": 1e-3, "epochs": 30, "batch_size": 64},
+    "digits": {"hidden": [128], "lr": 3e-3, "epochs": 30, "batch_size": 64},
     "spirals": {"hidden": [64, 64], "lr": 1e-2, "epochs": 100, "batch_size": 32},
 }
 
@@ -576,7 +580,8 @@ def _parser():
     a("--activation", default="relu", choices=sorted(nn.ACTIVATIONS))
     a("--init", default="he", choices=nn.INITIALIZERS)
     a("--optimizer", default="adam", choices=sorted(optim.OPTIMIZERS))
-    a("--lr", type=float, help="(peak) learning rate (default: 1e-3; 1e-2 for spirals)")
+    a("--lr", type=float, help="(peak) learning rate (default: 1e-3 for Fashion-MNIST, "
+                                "3e-3 for digits, 1e-2 for spirals)")
     a("--schedule", default="cosine", choices=["constant", "cosine", "step", "warmup-cosine"],
       help="learning-rate schedule over the whole run (default: cosine decay to 0)")
     a("--warmup-steps", type=int, default=100)
@@ -661,8 +666,8 @@ def _save_outputs(out_dir, result):
         ax1.plot(h["epoch"], h["val_loss"], label="validation")
     ax1.set(xlabel="epoch", ylabel="loss", title=result["dataset"])
     ax1.legend()
-    ax2.plot(h["epoch"], h["val_accuracy"], label="validation")
-    ax2.set(xlabel="epoch", ylabel="accuracy")
+    ax2.plot(h["epoch"], h["val_accuracy"])
+    ax2.set(xlabel="epoch", ylabel="validation accuracy")
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "curves.png"), dpi=100)
     plt.close(fig)

@@ -79,7 +79,7 @@ def test_the_step_is_compiled_once_per_batch_shape():
 def test_evaluate_by_hand():
     t = make(epochs=1)
     t.fit()
-    loss, acc = t.evaluate(dev(XV), dev(YV))
+    loss, acc = t.evaluate(XV, YV)             # host arrays are moved
     p = host(t.params)
     h = np.maximum(XV @ p[0]["W"] + p[0]["b"], 0) @ p[1]["W"] + p[1]["b"]
     h = h.astype(np.float64)
@@ -228,6 +228,8 @@ def bad_inputs():
                          r"x_val rows have shape \(3,\) but x_train rows \(4,\)"),
         "no val for early stopping": (dict(xv=None, yv=None, early_stopping=2), ValueError,
                                       "early_stopping watches the validation loss"),
+        "val label kind": (dict(yv=YV.astype(np.float32)), TypeError,
+                           "y_train has dtype int32 but y_val float32"),
         "batch size": (dict(batch_size=0), ValueError, "batch_size must be an integer >= 1"),
     }
 
