@@ -251,7 +251,7 @@ def bind(prim, args, params):
 
 def eval_primitive(prim, args, params):
     """Run a primitive on concrete arrays of the active backend."""
-    be = _backend_state.override or backend.current()
+    be = _backend_state.override or backend._default or backend.current()
     ok = be.ok_types
     for a in args:
         if type(a) not in ok:
