@@ -77,11 +77,6 @@ def _check_unit(name, arg, value):
 
 
 # ---- building blocks --------------------------------------------------------
-def identity():
-    return GradientTransformation(lambda params: EmptyState(),
-                                  lambda updates, state, params=None: (updates, state))
-
-
 def scale(step_size):
     """updates * step_size."""
     return GradientTransformation(

@@ -196,9 +196,10 @@ def _check_xy(xn, x, yn, y, params_dtype):
     x, y = asarray(x), asarray(y)
     for name, a in ((xn, x), (yn, y)):
         if a.dtype.kind == "f":
-            bad = _count(gnp.logical_not(gnp.isfinite(a)))
+            mask = gnp.logical_not(gnp.isfinite(a))
+            bad = _count(mask)
             if bad:
-                rows = gnp.reshape(gnp.logical_not(gnp.isfinite(a)), (len(a), -1))
+                rows = gnp.reshape(mask, (len(a), -1))
                 first = int(to_numpy(gnp.argmax(gnp.max(gnp.astype(rows, np.int8), axis=1))))
                 raise ValueError(f"Trainer: {name} contains {bad} NaN or infinite "
                                  f"value(s), the first in row {first}; clean or drop "
