@@ -25,7 +25,7 @@ epochs, batch_size = 10, 128
 model = nn.MLP([784, 256, 256, 10], activation="relu", init="he", seed=0)
 steps = epochs * data.num_batches(len(ds.x_train), batch_size)
 trainer = Trainer(model.apply, model.init(), nn.softmax_cross_entropy,
-                  optim.adam(optim.cosine_decay_schedule(1e-3, steps)),
+                  optim.adam(optim.cosine_decay_schedule(2e-3, steps)),
                   ds.x_train, ds.y_train, ds.x_test, ds.y_test, epochs=epochs,
                   batch_size=batch_size, seed=0, checkpoint_dir="runs/fashion-mnist-example")
 history = trainer.fit(resume=True)

@@ -557,7 +557,7 @@ def _describe(r, epochs):
 # ---- the command line -------------------------------------------------------
 # per dataset: the settings a flag left out takes
 DEFAULTS = {
-    "fashion-mnist": {"hidden": [256, 256], "lr": 1e-3, "epochs": 10, "batch_size": 128},
+    "fashion-mnist": {"hidden": [256, 256], "lr": 2e-3, "epochs": 10, "batch_size": 128},
     "digits": {"hidden": [128], "lr": 3e-3, "epochs": 30, "batch_size": 64},
     "spirals": {"hidden": [64, 64], "lr": 1e-2, "epochs": 100, "batch_size": 32},
 }
@@ -581,7 +581,7 @@ def _parser():
     a("--activation", default="relu", choices=sorted(nn.ACTIVATIONS))
     a("--init", default="he", choices=nn.INITIALIZERS)
     a("--optimizer", default="adam", choices=sorted(optim.OPTIMIZERS))
-    a("--lr", type=float, help="(peak) learning rate (default: 1e-3 for Fashion-MNIST, "
+    a("--lr", type=float, help="(peak) learning rate (default: 2e-3 for Fashion-MNIST, "
                                 "3e-3 for digits, 1e-2 for spirals)")
     a("--schedule", default="cosine", choices=["constant", "cosine", "step", "warmup-cosine"],
       help="learning-rate schedule over the whole run (default: cosine decay to 0)")
