@@ -39,23 +39,33 @@ class Mismatch(AssertionError):
     pass
 
 
-def compare(what, got, want, tol=TOLERANCE):
+def compare(what, got, want, names=(), tol=TOLERANCE):
     """Fail loudly unless every array of `got` matches `want` (host trees)."""
     g, w = _flat(got), _flat(want)
     if len(g) != len(w):
         raise Mismatch(f"{what}: {len(g)} arrays, expected {len(w)}")
+    names = list(names) + [f"array {i}" for i in range(len(names), len(w))]
     worst = 0.0
-    for i, (a, b) in enumerate(zip(g, w)):
+    for name, a, b in zip(names, g, w):
         a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
         if a.shape != b.shape:
-            raise Mismatch(f"{what}: array {i} has shape {a.shape}, expected {b.shape}")
+            raise Mismatch(f"{what}: {name} has shape {a.shape}, expected {b.shape}")
         scale = max(np.abs(b).max(initial=0.0), 1e-30)
         err = np.abs(a - b).max(initial=0.0) / scale
         if not err <= tol:         # also catches NaN
-            raise Mismatch(f"{what}: array {i} (shape {b.shape}) differs from hand-written "
+            raise Mismatch(f"{what}: {name} (shape {b.shape}) differs from hand-written "
                            f"NumPy: max |diff| / max |expected| = {err:.3g} > {tol:g}")
         worst = max(worst, err)
     return worst
+
+
+def leaf_names(case):
+    """What each compared array is, in the order of the flattened result."""
+    layers = [f"{p}{i + 1}" for i in range(len(case.sizes) - 1) for p in "Wb"]
+    return {"chain": ["value", "gradient"],
+            "grad": ["loss"] + [f"d{p}" for p in layers],
+            "hvp": [f"(Hv) of {p}" for p in layers]}.get(
+                case.workload, ["loss"] + [f"{p} after one step" for p in layers])
 
 
 def _flat(tree):
@@ -98,8 +108,7 @@ class Inputs:
 
 
 def build(impl, inputs):
-    """The callable to time, the callable whose result is checked, and how
-    to read that result back for the check."""
+    """The callable to time; its first result is the one checked."""
     w = inputs.case.workload
     if w == "chain":
         fn = impl.chain(inputs.x)
@@ -108,21 +117,20 @@ def build(impl, inputs):
     elif w == "hvp":
         fn = impl.hvp(inputs.params, inputs.v, inputs.x, inputs.y)
     else:
-        step = impl.train(inputs.params, inputs.x, inputs.y)
-        return step, lambda: (step(), step.params())
-    return fn, fn
+        fn = impl.train(inputs.params, inputs.x, inputs.y)
+    return fn
 
 
 def check(impl, inputs, reference):
     """Run the first call (timed: it includes a jit's compilation) and
     compare its result with hand-written NumPy's."""
-    fn, checked = build(impl, inputs)
+    fn = build(impl, inputs)
     t = time.perf_counter()
-    out = checked()
+    out = fn()
     impl.block(out)
     first = time.perf_counter() - t
-    err = compare(f"{impl.variant} {inputs.case.key}", impl.host(out), libs.tree_to_host(
-        reference, np.asarray))
+    err = compare(f"{impl.variant} {inputs.case.key}", impl.host(out),
+                  libs.tree_to_host(reference, np.asarray), leaf_names(inputs.case))
     return fn, first, err
 
 
@@ -186,7 +194,7 @@ class Worker:
         inputs = self.cases.get(key, (None,))[0]
         out = {}
         if inputs is not None and inputs.case.workload == "epoch":
-            out.update(loss=float(np.asarray(p.impl.host(p.clock.last))),
+            out.update(loss=float(np.asarray(p.impl.host(p.clock.last[0]))),
                        batches=len(inputs.batches), source=inputs.source)
         if self.device == "cuda" and inputs is not None and inputs.case.workload == "train":
             from . import gpu

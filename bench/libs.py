@@ -9,12 +9,13 @@ one implementation that differs only in its transforms; PyTorch has its own
 An `Impl` turns host data into zero-argument callables the clocks can run:
   chain(x)                  -> value, gradient
   grad(params, x, y)        -> loss, grads
-  train(params, x, y)       -> loss   (one SGD step; `.params()` reads them back)
+  train(params, x, y)       -> loss, new params   (one SGD step, a `Step`)
   hvp(params, v, x, y)      -> Hessian times v
-  epoch(params, batches)    -> mean loss over the epoch (`limit` batches for warm-up)
+  epoch(params, batches)    -> mean loss over the epoch, params (`limit` batches for warm-up)
 """
 import functools
 import inspect
+import re
 from types import SimpleNamespace as Ops
 
 import numpy as np
@@ -96,20 +97,23 @@ class Impl:
             for x, y in data[:limit]:
                 loss = step.on(x, y)
                 total = loss if total is None else total + loss
-            return total / len(data[:limit])
+            # the params too: an asynchronous library (JAX) may still be updating them
+            return total / len(data[:limit]), step.params()
         return run
 
 
 class Step:
-    """A train step as a callable: `step()` on the case's batch, `step.on(x, y)`
-    on another; `step.params()` reads the current parameters, `step.reset()`
-    puts the initial ones back."""
+    """A train step as a callable: `step()` on the case's batch returns the
+    loss and the new params (everything the step computed, so that waiting
+    for its result waits for all its work); `step.on(x, y)` on another batch
+    returns the loss; `step.params()` reads the current parameters,
+    `step.reset()` puts the initial ones back."""
 
     def __init__(self, on, params, reset, x, y):
         self.on, self.params, self.reset, self.x, self.y = on, params, reset, x, y
 
     def __call__(self):
-        return self.on(self.x, self.y)
+        return self.on(self.x, self.y), self.params()
 
 
 # ---- the baseline: hand-written backprop on numpy or cupy --------------------
@@ -326,9 +330,12 @@ def torch_impls(device, threads):
     if device == "cpu":
         torch.set_num_threads(threads)
         torch.set_num_interop_threads(1)
+    blas = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
+    pool = re.search(r"mkl_get_max_threads\(\) : (\d+)", torch.__config__.parallel_info())
     return {"torch": Torch(torch, device)}, {
         "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-        "torch_parallel": torch.__config__.parallel_info().splitlines()[:12]}
+        "torch_blas": f"{blas.group(1) if blas else '?'} inside torch "
+                      f"({pool.group(1) if pool else '?'} thr)"}
 
 
 def numpy_impls(device):

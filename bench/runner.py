@@ -131,14 +131,6 @@ class Worker:
         return out
 
 
-def _error(case, variant, reply_or_exc):
-    if isinstance(reply_or_exc, Exception):
-        return {"case": case, "variant": variant, "kind": "worker", "message": str(reply_or_exc)}
-    return {"case": case, "variant": variant, "kind": reply_or_exc.get("kind", "?"),
-            "message": reply_or_exc.get("message", ""),
-            "traceback": reply_or_exc.get("traceback")}
-
-
 def say(msg):
     print(msg, file=sys.stderr, flush=True)
 
@@ -155,7 +147,8 @@ class Run:
         try:
             w = Worker(lib, memory=memory, **self.opts)
         except WorkerError as e:
-            self.errors.append(_error("*", lib, e))
+            self.errors.append({"case": "*", "variant": lib, "kind": "worker", "message": str(e)})
+            say(f"[bench] {lib}: {e}")
             return None
         if w.hello.get("skipped"):
             say(f"[bench] {lib} skipped: {w.hello['skipped']}")
@@ -165,33 +158,36 @@ class Run:
         self.libs.setdefault(lib, w.hello)
         return w
 
+    def ask(self, worker, op, where, **msg):
+        """The worker's reply to op, or None after recording why there is none
+        (a failed check, a crash, a timeout)."""
+        try:
+            rep = worker.call(op, **msg)
+        except WorkerError as e:
+            rep = {"ok": False, "kind": "worker", "message": str(e)}
+        if rep.pop("ok", False):
+            return rep
+        case_key, variant = where
+        self.errors.append({"case": case_key, "variant": variant, **rep})
+        say(f"  {variant} {case_key}: FAILED ({op}): {rep.get('kind')}: {rep.get('message')}")
+        return None
+
     def time_case(self, case, entries):
         """Prepare every (variant, worker), then interleave their runs, the
         order rotated each round, until enough runs and the budget is spent."""
         settings = Settings.for_mode(self.opts["quick"], case.workload, self.opts["device"])
         ready = []
         for v, w in entries:
-            try:
-                rep = w.call("prepare", case=dataclasses.asdict(case), variant=v)
-            except WorkerError as e:
-                rep = e
-            if isinstance(rep, Exception) or not rep.get("ok"):
-                self.errors.append(_error(case.key, v, rep))
-                say(f"  {v} {case.key}: FAILED: " + (str(rep) if isinstance(rep, Exception)
-                                                      else f"{rep['kind']}: {rep['message']}"))
-                continue
-            ready.append((v, w, rep))
+            prep = self.ask(w, "prepare", (case.key, v), case=dataclasses.asdict(case), variant=v)
+            if prep is not None:
+                ready.append((v, w, prep))
         samples = {v: [] for v, _, _ in ready}
         spent, rounds = 0.0, 0
         while ready:
             k = rounds % len(ready)
             for v, w, prep in ready[k:] + ready[:k]:
-                try:
-                    rep = w.call("run", key=case.key, variant=v, n=prep["n"])
-                except WorkerError as e:
-                    rep = e
-                if isinstance(rep, Exception) or not rep.get("ok"):
-                    self.errors.append(_error(case.key, v, rep))
+                rep = self.ask(w, "run", (case.key, v), key=case.key, variant=v, n=prep["n"])
+                if rep is None:
                     ready = [r for r in ready if r[0] != v]
                     continue
                 samples[v].append((rep["wall"] / prep["n"], rep["cpu"] / prep["n"]))
@@ -206,14 +202,7 @@ class Run:
             rec.update(cpu=summarize([s[1] for s in samples[v]]), inner=prep["n"],
                        first_call=prep["first_call"], check_error=prep["check_error"],
                        timer=prep["timer"], case=case.key, variant=v)
-            try:
-                post = w.call("post", key=case.key, variant=v)
-            except WorkerError as e:
-                post = {"ok": False, "kind": "worker", "message": str(e)}
-            if post.pop("ok", False):
-                rec.update(post)
-            else:
-                self.errors.append(_error(case.key, v, post))
+            rec.update(self.ask(w, "post", (case.key, v), key=case.key, variant=v) or {})
             self.records.append(rec)
             line.append(f"{v} {rec['median'] * 1e3:.4g} ms")
         for w in {id(w): w for _, w in entries}.values():
@@ -227,14 +216,9 @@ class Run:
         w = self.start(ALL_VARIANTS[variant][0], memory=True)
         if w is None:
             return
-        try:
-            rep = w.call("memory", case=dataclasses.asdict(case), variant=variant)
-        except WorkerError as e:
-            rep = e
-        if isinstance(rep, Exception) or not rep.get("ok"):
-            self.errors.append(_error(case.key, variant, rep))
-        else:
-            rep.pop("ok")
+        rep = self.ask(w, "memory", (case.key, variant), case=dataclasses.asdict(case),
+                       variant=variant)
+        if rep is not None:
             rep.update(case=case.key, variant=variant)
             self.records.append(rep)
             say(f"  {case.key} {variant}: " + ", ".join(
