@@ -21,6 +21,10 @@ import threading
 
 import numpy as np
 
+# Only equations NumPy computes bit for bit the same way: results do not
+# depend on whether a group was fused (transcendental functions stay NumPy's).
+from .fusion import exact as fusible  # noqa: F401
+
 log = logging.getLogger("gpuprop.jit")
 
 MAX_ELEMENTS = 8192     # above this NumPy's vectorised loops beat a scalar C++ loop

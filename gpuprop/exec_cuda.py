@@ -6,6 +6,8 @@ The straight-line driver is exec_numpy's, over the cupy namespace.
 """
 import types
 
+from .fusion import fusible   # noqa: F401  (every fusible equation fuses on the GPU)
+
 
 def accepts(kernel):
     return True
@@ -34,7 +36,7 @@ def as_graph(prog, donate=()):
     outputs are copied out (the graph writes the same memory every time)."""
     import cupy
     from .exec_numpy import compile_numpy
-    fuser = types.SimpleNamespace(accepts=accepts, build=build)
+    fuser = types.SimpleNamespace(fusible=fusible, accepts=accepts, build=build)
     run = compile_numpy(prog, cupy, donate=(), fuser=fuser, keep=True)
     state = {}
 

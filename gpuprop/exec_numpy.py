@@ -136,14 +136,15 @@ def plan_memory(prog, steps, donate=()):
 
 def make_steps(prog, fuser):
     """One step per equation, with elementwise groups that `fuser` accepts
-    fused into single kernels (fuser.accepts(kernel), fuser.build(kernels)
+    fused into single kernels (fuser.fusible(eqn), fuser.accepts(kernel),
+    fuser.build(kernels)
     -> an object holding a callable per kernel name, or None)."""
     plain = [Step(eqn=e) for e in prog.eqns]
     if fuser is None:
         return plain, None
     from . import fusion
     steps, kernels = [], {}
-    for eqns, kernel in fusion.kernels(prog):
+    for eqns, kernel in fusion.kernels(prog, fuser.fusible):
         if kernel is not None and kernel.outputs and fuser.accepts(kernel):
             steps.append(Step(kernel=kernel))
             kernels[kernel.name] = kernel
@@ -180,7 +181,7 @@ def compile_numpy(prog, xp, donate=(), fuser=None, keep=False):
         else:
             lines.append(f"    {name(st.eqn.out)} = {_call(st.eqn, k, name, outs[k], ns)}")
         if check_nans:
-            ins = "".join(f"{name(v)}, " for v in st.inputs if isinstance(v, Var))
+            ins = "".join(f"{name(v)}, " for v in st.inputs)     # literals too: a nan
             lines.append(f"    _nan({k}, ({ins}), {name(st.outs[0])})")
         gone = [name(v) for v in dict.fromkeys(dels[k])]
         if gone and not keep:
@@ -206,8 +207,10 @@ def _nan_checker(prog):
 
     def check(k, ins, out):
         if core.has_nan(out) and not any(core.has_nan(x) for x in ins):
-            raise core.NaNError(f"jit({prog.name}): equation {k} produced a NaN from "
-                                f"inputs without one:\n{text[k]}")
+            e = prog.eqns[k]
+            call = f"gnp.{e.prim.name}({', '.join(str(v.aval) for v in e.inputs)})"
+            raise core.NaNError(f"jit({prog.name}): equation {k}, {call}, produced a NaN "
+                                f"from inputs without one:\n{text[k]}")
     return check
 
 

@@ -220,17 +220,19 @@ class Kernel:
         return " + ".join(reversed(terms))
 
 
-def kernels(prog):
-    """The fusible groups of a program (of two or more equations), as Kernels,
-    with the step list they belong to: [(eqns, Kernel | None)]."""
+def exact(e):
+    """Fusible and computed exactly as NumPy does (IEEE arithmetic, no libm
+    function whose last bit could differ from NumPy's own loops)."""
+    return fusible(e) and e.prim.name not in TRANSCENDENTAL
+
+
+def kernels(prog, predicate=fusible):
+    """The groups of equations satisfying `predicate` (two or more), as
+    Kernels, with the step list they belong to: [(eqns, Kernel | None)]."""
     from .ir import group_elementwise
-    used = {}
-    steps = group_elementwise(prog, fusible)
+    steps = group_elementwise(prog, predicate)
     owner = {e.out: i for i, step in enumerate(steps) for e in step}
-    for i, step in enumerate(steps):
-        for e in step:
-            for v in e.inputs:
-                if not isinstance(v, Literal) and owner.get(v, -1) != i:
-                    used.setdefault(v, set()).add(i)
-    outside = {v for v in used} | {v for v in prog.outvars if not isinstance(v, Literal)}
+    outside = {v for i, step in enumerate(steps) for e in step for v in e.inputs
+               if not isinstance(v, Literal) and owner.get(v, -1) != i}
+    outside |= {v for v in prog.outvars if not isinstance(v, Literal)}
     return [(step, Kernel(step, outside) if len(step) > 1 else None) for step in steps]
