@@ -31,8 +31,9 @@ def child_env(threads, device, memory=False):
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                 "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "BLIS_NUM_THREADS"):
         env[var] = str(threads)
-    xla = ("--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-           if threads == 1 else f"intra_op_parallelism_threads={threads}")
+    # XLA has no thread-count flag: one thread turns Eigen's pool off, more use
+    # the pool, which the core pinning bounds
+    xla = "--xla_cpu_multi_thread_eigen=false" if threads == 1 else ""
     env["XLA_FLAGS"] = " ".join(f for f in (os.environ.get("XLA_FLAGS", ""), xla) if f)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
     if device == "cpu":
@@ -142,6 +143,9 @@ class Run:
     def __init__(self, *, threads, device, quick, timeout):
         self.opts = dict(threads=threads, device=device, quick=quick, timeout=timeout)
         self.records, self.errors, self.libs = [], [], {}
+        # with several threads, an idle worker's BLAS / OpenMP threads spin for
+        # a while after its run (OpenBLAS: ~0.1 s) on the cores the next one needs
+        self.settle_s = 0.15 if threads > 1 and device == "cpu" else 0.0
 
     def start(self, lib, memory=False):
         try:
@@ -182,10 +186,13 @@ class Run:
             if prep is not None:
                 ready.append((v, w, prep))
         samples = {v: [] for v, _, _ in ready}
-        spent, rounds = 0.0, 0
+        spent, rounds, last = 0.0, 0, None
         while ready:
             k = rounds % len(ready)
             for v, w, prep in ready[k:] + ready[:k]:
+                if w is not last and self.settle_s:
+                    time.sleep(self.settle_s)   # the last worker's pool threads stop spinning
+                last = w
                 rep = self.ask(w, "run", (case.key, v), key=case.key, variant=v, n=prep["n"])
                 if rep is None:
                     ready = [r for r in ready if r[0] != v]
