@@ -84,6 +84,13 @@ def worker(model, seconds, kind):
             break
     elapsed = time.perf_counter() - t0
     final_loss = float(gp.to_numpy(step(n)))   # the same on every rank
+    grads = grad_step(params_box[0], *batches[0])
+    alone = []
+    for _ in range(20):                         # the collective alone, ranks in step
+        comm.barrier()
+        t = time.perf_counter()
+        comm.allreduce_mean(grads)
+        alone.append(time.perf_counter() - t)
     n_params = sum(int(np.prod(p.shape)) for p in gp.tree_leaves(params_box[0]))
     if comm.rank == 0:
         print(json.dumps({"model": model, "ranks": comm.size, "kind": comm.kind,
@@ -91,6 +98,7 @@ def worker(model, seconds, kind):
                           "best_steps_per_s": max(rates), "mean_steps_per_s": n / elapsed,
                           "global_batch": batch,
                           "params": n_params, "comm_ms": 1e3 * comm_time[0] / n,
+                          "alone_ms": 1e3 * float(np.median(alone)),
                           "final_loss": final_loss}), flush=True)
 
 
@@ -126,7 +134,7 @@ def drive(models, rank_counts, seconds):
           f"{os.getloadavg()[0]:.1f} at the start), float32, fixed global batch, {seconds:g} s "
           f"per row")
     head = (f"{'model':<22} {'ranks x threads':<22} {'steps/s':>9} {'best':>8} {'samples/s':>10} "
-            f"{'speedup':>8} {'allreduce ms':>13}")
+            f"{'speedup':>8} {'allreduce ms':>13} {'alone ms':>9}")
     print(head)
     print("-" * len(head))
     for model in models:
@@ -141,12 +149,13 @@ def drive(models, rank_counts, seconds):
             base = base or r["steps_per_s"]
             print(f"{name:<22} {label:<22} {r['steps_per_s']:>9.1f} {r['best_steps_per_s']:>8.1f} "
                   f"{r['steps_per_s'] * batch:>10.0f} {r['steps_per_s'] / base:>7.2f}x "
-                  f"{r['comm_ms']:>13.3f}", flush=True)
+                  f"{r['comm_ms']:>13.3f} {r['alone_ms']:>9.3f}", flush=True)
     print(f"steps/s: median over windows of 10 steps (best: the fastest window); speedup: "
           f"over 1 x 1 (no MPI); allreduce ms: wall time per step in allreduce_mean (gradients "
-          f"and loss, one collective), waiting for the slower rank included.  Load average "
-          f"at the end {os.getloadavg()[0]:.1f}: above the core count, other processes "
-          f"share the cores and the multi-core rows suffer most.")
+          f"and loss, one collective), waiting for the slower rank included; alone ms: the "
+          f"same collective on the gradients just after a barrier (transfer and packing).  "
+          f"Load average at the end {os.getloadavg()[0]:.1f}: above the core count, other "
+          f"processes share the cores and the multi-core rows suffer most.")
 
 
 # ---- NCCL smoke ------------------------------------------------------------------------

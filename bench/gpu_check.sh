@@ -75,6 +75,7 @@ if [ "$rc" -ne 0 ]; then
     [ "$rc" -eq 124 ] && say "the tests timed out" || say "the tests failed (exit $rc)"
     status=$((status | 1))
 fi
+[ -f bench/distributed.py ] && { timeout -k 5 60 "$PY" bench/distributed.py --nccl-smoke 2>&1 | tee "$OUT/nccl_smoke.txt" || say "NCCL smoke: exit $? (see $OUT/nccl_smoke.txt)"; }
 
 # ---- 3. benchmarks on the GPU --------------------------------------------------------
 say "phase 3/3: python -m bench --gpu -> $OUT/bench_gpu.txt (limit 190 s)"
