@@ -183,7 +183,8 @@ def describe_env(results):
         versions = ", ".join(f"{k} {v}" for k, v in info.items()
                              if isinstance(v, str) and k not in ("jax_backend",))
         pools = "; ".join(
-            f"{p.get('internal_api')} {p.get('version') or ''} ({p.get('num_threads')} thr)"
+            f"{p.get('internal_api')} {p.get('version') or ''}".strip()
+            + f" ({p.get('num_threads')} thr)"
             for p in res.get("threadpools", []) if "internal_api" in p)
         extra = f", torch threads {info['torch_threads']}" if "torch_threads" in info else ""
         lines.append(f"{lib}: {versions}{extra}; cores {res.get('affinity')}; "
@@ -192,27 +193,30 @@ def describe_env(results):
 
 
 def render(meta_, threads, rows, results, baseline, errors, markdown):
+    """The report of one run: the ratios and goals, the full table, the
+    errors, the libraries.  On stdout the ratios come last (the last thing on
+    the screen); in markdown they come first."""
     head, body = _table(rows)
     shead, sbody = summary(rows, baseline)
     tab = md_table if markdown else text_table
-    env = describe_env(results)
+    bullet = "- " if markdown else "  "
     thread_env = next((r.get("env") for r in results if r.get("env")), {})
-    lines = [f"## {meta_['date']}, {meta_['machine']}, threads={threads}" if markdown
-             else f"== gpuprop bench, {meta_['date']}, {meta_['machine']}, threads={threads}",
-             "",
-             f"Python {meta_['python']}, {meta_['platform']}; gpuprop git {meta_['gpuprop_git']}; "
+    title = (f"### {meta_['date']}, {meta_['machine']}, threads={threads}" if markdown
+             else f"== gpuprop bench, {meta_['date']}, {meta_['machine']}, threads={threads}")
+    about = [f"Python {meta_['python']}, {meta_['platform']}; gpuprop git {meta_['gpuprop_git']}; "
              f"baseline: hand-written {baseline}; thread env: "
              + ", ".join(f"{k}={v}" for k, v in thread_env.items()), ""]
-    lines += [("- " if markdown else "  ") + e for e in env] + [""]
-    lines += ["Times per call (median of runs, min, max), ratio of medians to the baseline "
-              "(epoch: CPU time; memory: tracemalloc peak):", "", tab(head, body), ""]
-    if errors:
-        lines += ["ERRORS (these variants were not timed):"]
-        lines += [("- " if markdown else "  ") + f"{e['variant']} {e['case']}: {e['kind']}: "
-                  + e["message"].splitlines()[0] for e in errors] + [""]
-    lines += ["Ratio to hand-written " + baseline + " (lower is better) and gpuprop's goals:",
+    about += [bullet + e for e in describe_env(results)] + [""]
+    ratios = ["Ratio to hand-written " + baseline + " (lower is better) and gpuprop's goals:",
               "", tab(shead, sbody), ""]
-    return "\n".join(lines)
+    details = ["Times per call (median of runs, min, max), ratio of medians to the baseline "
+               "(epoch: CPU time; memory: tracemalloc peak):", "", tab(head, body), ""]
+    if errors:
+        details += ["ERRORS (these variants were not timed):"]
+        details += [bullet + f"{e['variant']} {e['case']}: {e['kind']}: "
+                    + str(e.get("message", "")).splitlines()[0] for e in errors] + [""]
+    parts = [ratios, about, details] if markdown else [about, details, ratios]
+    return "\n".join([title, ""] + [line for part in parts for line in part])
 
 
 def save(out_dir, meta_, payload, markdown, suffix=""):
@@ -235,3 +239,33 @@ def update_readme(markdown, path=README):
     post = rest.split(END, 1)[1]
     with open(path, "w") as f:
         f.write(f"{pre}{START}\n{markdown.strip()}\n{END}{post}")
+
+
+def main(argv=None):
+    """python -m bench.report RESULTS.json [--readme]: the tables of a saved
+    run again, on stdout and into the .md beside it (with --readme, into
+    bench/README.md too)."""
+    import argparse
+    p = argparse.ArgumentParser(prog="python -m bench.report", description=main.__doc__)
+    p.add_argument("results")
+    p.add_argument("--readme", action="store_true")
+    args = p.parse_args(argv)
+    with open(args.results) as f:
+        saved = json.load(f)
+    meta_ = saved["meta"]
+    baseline = "cupy" if meta_.get("device") == "cuda" else "numpy"
+    runs = saved.get("runs") or [dict(saved, threads="n/a (GPU)")]
+    for markdown in (False, True):
+        out = "\n".join(render(meta_, r["threads"], r["rows"], r["libraries"], baseline,
+                               r["errors"], markdown) for r in runs)
+        if not markdown:
+            print(out)
+            continue
+        with open(os.path.splitext(args.results)[0] + ".md", "w") as f:
+            f.write(out)
+        if args.readme:
+            update_readme(out)
+
+
+if __name__ == "__main__":
+    main()
