@@ -1,5 +1,6 @@
 """What is measured: the workloads, their cases (sizes), the variants that run
 them, and the goals for gpuprop (ratio to hand-written NumPy, lower is better)."""
+import os
 from dataclasses import dataclass, field
 
 SIZES = {"small": ((64, 32, 32, 10), 32),
@@ -75,9 +76,15 @@ def cases(workloads, quick):
             out.append(Case(f"memory/{mem_size}", w, f"peak mem {mlp_label(mem_size)}",
                             *SIZES[mem_size]))
         elif w == "epoch":
-            out.append(Case("epoch", w, f"epoch {mlp_label('medium')}", *SIZES["medium"],
+            out.append(Case("epoch", w, f"epoch {fashion_source()} {mlp_label('medium')}",
+                            *SIZES["medium"],
                             extra={"limit": QUICK_EPOCH_SAMPLES if quick else None}))
     return out
+
+
+def fashion_source():
+    from .data import FASHION_DIR
+    return "fashion-mnist" if os.path.isdir(FASHION_DIR) else "synthetic"
 
 
 # (case key, variant) -> the largest ratio to hand-written NumPy that meets the goal

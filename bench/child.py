@@ -47,6 +47,9 @@ def compare(what, got, want, names=(), tol=TOLERANCE):
     names = list(names) + [f"array {i}" for i in range(len(names), len(w))]
     worst = 0.0
     for name, a, b in zip(names, g, w):
+        if np.asarray(a).dtype != np.float32:
+            raise Mismatch(f"{what}: {name} has dtype {np.asarray(a).dtype}, not float32: "
+                           f"every library must do the same float32 math")
         a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
         if a.shape != b.shape:
             raise Mismatch(f"{what}: {name} has shape {a.shape}, expected {b.shape}")

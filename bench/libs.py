@@ -62,7 +62,7 @@ def as_pairs(flat):
 def tree_to_host(tree, leaf):
     if isinstance(tree, (list, tuple)):
         return [tree_to_host(t, leaf) for t in tree]
-    return np.asarray(leaf(tree), dtype=np.float32)
+    return np.asarray(leaf(tree))
 
 
 class Impl:
