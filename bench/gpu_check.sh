@@ -5,9 +5,10 @@
 #     PYTHONPATH=. bash bench/gpu_check.sh        # writes to ${OUT:-bench/results}
 #
 # Phases, each under `timeout` so the whole script ends within 8 minutes
-# (at worst about 110 + 150 + 200 s):
+# (at worst about 90 + 140 + 65 + 175 = 470 s):
 #   1. environment: nvidia-smi, CuPy / PyTorch / JAX versions and devices  -> env.txt
 #   2. the test suite on the GPU: GPUPROP_BACKEND=cupy pytest -q tests      -> tests.txt
+#      then the NCCL smoke check of bench/distributed.py (reported, not counted) -> nccl_smoke.txt
 #   3. the GPU benchmarks: python -m bench --gpu (CUDA events)              -> bench_gpu.txt
 #      and bench's own <date>_<gpu>_gpu.json / .md
 # The short table of the benchmarks is printed last.
@@ -38,7 +39,7 @@ say "phase 1/3: environment -> $OUT/env.txt"
     git rev-parse --short HEAD 2>/dev/null || true
     timeout 15 nvidia-smi || echo "nvidia-smi: not available"
     for mod in cupy torch jax; do
-        timeout 25 "$PY" - "$mod" <<'EOF' || echo "$mod: the check timed out or crashed"
+        timeout 20 "$PY" - "$mod" <<'EOF' || echo "$mod: the check timed out or crashed"
 import sys
 name = sys.argv[1]
 try:
@@ -60,15 +61,15 @@ EOF
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
-if ! timeout 20 "$PY" -c "import cupy, sys; sys.exit(0 if cupy.cuda.runtime.getDeviceCount() > 0 else 1)" \
+if ! timeout 15 "$PY" -c "import cupy, sys; sys.exit(0 if cupy.cuda.runtime.getDeviceCount() > 0 else 1)" \
         > /dev/null 2>&1; then
     say "no usable GPU: CuPy is missing or sees no CUDA device; skipping the tests and benchmarks"
     exit 4
 fi
 
 # ---- 2. tests on the GPU --------------------------------------------------------------
-say "phase 2/3: GPUPROP_BACKEND=cupy pytest -q tests -> $OUT/tests.txt (limit 140 s)"
-GPUPROP_BACKEND=cupy timeout -k 10 140 "$PY" -m pytest -q -p no:cacheprovider tests 2>&1 \
+say "phase 2/3: GPUPROP_BACKEND=cupy pytest -q tests -> $OUT/tests.txt (limit 130 s)"
+GPUPROP_BACKEND=cupy timeout -k 10 130 "$PY" -m pytest -q -p no:cacheprovider tests 2>&1 \
     | tee "$OUT/tests.txt"
 rc=$?
 if [ "$rc" -ne 0 ]; then
@@ -78,8 +79,8 @@ fi
 [ -f bench/distributed.py ] && { timeout -k 5 60 "$PY" bench/distributed.py --nccl-smoke 2>&1 | tee "$OUT/nccl_smoke.txt" || say "NCCL smoke: exit $? (see $OUT/nccl_smoke.txt)"; }
 
 # ---- 3. benchmarks on the GPU --------------------------------------------------------
-say "phase 3/3: python -m bench --gpu -> $OUT/bench_gpu.txt (limit 190 s)"
-timeout -k 10 190 "$PY" -m bench --gpu --out "$OUT" --timeout 80 > "$OUT/bench_gpu.txt" 2>&1
+say "phase 3/3: python -m bench --gpu -> $OUT/bench_gpu.txt (limit 165 s)"
+timeout -k 10 165 "$PY" -m bench --gpu --out "$OUT" --timeout 80 > "$OUT/bench_gpu.txt" 2>&1
 rc=$?
 if [ "$rc" -ne 0 ]; then
     [ "$rc" -eq 124 ] && say "the benchmarks timed out" || say "the benchmarks failed (exit $rc)"
