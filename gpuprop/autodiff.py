@@ -171,8 +171,8 @@ def backward_pass(roots, release):
                 if c.dtype is not dt and c.dtype != dt:
                     c = ew.astype(c, dt)
                 _accumulate(cts, parent, c)
-        if release:
-            node.primals = node.out = node.params = None
+        if release:     # the rule too: a custom_vjp rule holds its residuals
+            node.primals = node.out = node.params = node.prim = None
     return cts
 
 

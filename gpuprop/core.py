@@ -275,7 +275,9 @@ class NaNError(FloatingPointError):
     """With NaN debugging on: the first primitive that produced a NaN."""
 
 
-class _Debug:
+class _Debug(threading.local):
+    """Per thread, as the trace state: debug_nans() in one thread leaves the
+    others alone.  Every thread starts from GPUPROP_DEBUG_NANS."""
     nans = bool(int(os.environ.get("GPUPROP_DEBUG_NANS", "0") or 0))
 
 
@@ -293,7 +295,8 @@ def has_nan(x):
 def debug_nans(enabled=True):
     """Raise NaNError at the first primitive (eager, in a backward pass, or in
     a jitted program) that turns NaN-free inputs into a NaN.  Slow: checks
-    every result.  Also on for the whole process with GPUPROP_DEBUG_NANS=1."""
+    every result.  For the calling thread; GPUPROP_DEBUG_NANS=1 turns it on
+    for every thread of the process."""
     saved, debug.nans = debug.nans, enabled
     try:
         yield

@@ -23,7 +23,10 @@ def softmax(x, axis=-1):
 
 
 def log_softmax(x, axis=-1):
-    return ew.subtract(x, logsumexp(x, axis=axis, keepdims=True))
+    # (x - m) - log(sum(exp(x - m))), not x - logsumexp(x): adding m back
+    # first would round away the small terms (float32 logits of 1e4)
+    shifted = ew.subtract(x, _stable_max(x, axis))
+    return ew.subtract(shifted, ew.log(red.sum(ew.exp(shifted), axis=axis, keepdims=True)))
 
 
 def relu(x):
