@@ -147,7 +147,7 @@ def build(kernels):
     if cxx is None:
         return None
     tag = f"{sys.implementation.cache_tag}-{np.__version__}"
-    digest = hashlib.sha1((tag + "".join(k.cpp_function() for k in kernels)).encode())
+    digest = hashlib.sha1((tag + _PRELUDE + "".join(k.cpp_function() for k in kernels)).encode())
     modname = "gpuprop_fused_" + digest.hexdigest()[:16]
     with _lock:
         if modname in _loaded:

@@ -278,6 +278,11 @@ class _Compiled:
         """A donated buffer may be overwritten while the program runs: it must
         not also arrive through another argument."""
         donated = {id(leaves[i]) for i in self.donate}
+        for i in self.donate:
+            if not getattr(getattr(leaves[i], "flags", None), "writeable", True):
+                raise ValueError(
+                    f"jit({self.program.name}): donated input {i} (shape {leaves[i].shape}) "
+                    f"is read-only (a broadcast view?); donate a writable array, e.g. a copy")
         for i, x in enumerate(leaves):
             if i not in self.donate and id(x) in donated:
                 raise ValueError(

@@ -549,3 +549,11 @@ def test_a_donated_buffer_passed_twice_is_refused():
     np.testing.assert_array_equal(host(f(dev(np.ones(3)), x)), [3.0, 3.0, 3.0])
     with pytest.raises(ValueError, match="donated"):
         f(x, x)
+
+
+def test_a_read_only_donated_buffer_is_refused(backend_name):
+    if backend_name != "numpy":
+        pytest.skip("read-only views are a NumPy notion")
+    f = gp.jit(lambda a: a * 2.0, donate_argnums=0)
+    with pytest.raises(ValueError, match="read-only"):
+        f(np.broadcast_to(np.ones(1), (3,)))
