@@ -13,5 +13,6 @@ from .devices import asarray, to_numpy, device_put
 from .jit import jit, make_ir, TracerControlFlowError
 from .numpy import stop_gradient
 from . import numpy, nn, optim, data
+from . import distributed
 
 __version__ = "0.1.0"

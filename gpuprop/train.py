@@ -14,6 +14,16 @@ training with NonFiniteLossError.  A checkpoint is written atomically at
 every epoch's end and on Ctrl-C; resuming replays the same batches, so a
 resumed run on the CPU is bit-identical to one never interrupted.
 
+Data-parallel: `Trainer(..., comm=gpuprop.distributed.get_communicator())`
+in every process of an `mpiexec` job.  The ranks start from rank 0's
+parameters, each computes the gradient of its share of every global batch
+(a jitted value_and_grad), one allreduce_mean per step averages loss and
+gradients weighted by the shares' sizes, and a jitted update applies them,
+so batch_size is the global batch and the result is one process's up to
+rounding.  Evaluation is summed over the ranks' shares; only rank 0 writes
+checkpoints and logs.  The loss must be a mean over the rows (all of nn's
+losses are).
+
 Run `python -m gpuprop.train --help` (or `gpuprop-train`) for the command line.
 """
 import argparse
@@ -26,7 +36,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import backend, data, nn, optim
+from . import backend, data, distributed, nn, optim
 from . import numpy as gnp
 from .autodiff import value_and_grad
 from .devices import asarray, device_put, to_numpy
@@ -43,13 +53,18 @@ class NonFiniteLossError(FloatingPointError):
 
 
 # ---- the compiled functions -------------------------------------------------
+def _objective(apply, loss, regularizer):
+    def objective(params, x, y):
+        value = loss(apply(params, x), y)
+        return value if regularizer is None else gnp.add(value, regularizer(params))
+    return objective
+
+
 def make_train_step(apply, loss, optimizer, regularizer=None):
     """The jitted step (params, opt_state, x, y) -> (params, opt_state, loss):
     loss(apply(params, x), y) (+ regularizer(params)), its gradient, and one
     optimizer update."""
-    def objective(params, x, y):
-        value = loss(apply(params, x), y)
-        return value if regularizer is None else gnp.add(value, regularizer(params))
+    objective = _objective(apply, loss, regularizer)
 
     def train_step(params, opt_state, x, y):
         value, grads = value_and_grad(objective)(params, x, y)
@@ -57,6 +72,21 @@ def make_train_step(apply, loss, optimizer, regularizer=None):
         return optim.apply_updates(params, updates), opt_state, value
 
     return jit(train_step)
+
+
+def make_grad_step(apply, loss, regularizer=None):
+    """The jitted (params, x, y) -> (loss, gradients) of one rank's share of
+    a batch; the data-parallel Trainer averages them over the ranks."""
+    return jit(value_and_grad(_objective(apply, loss, regularizer)))
+
+
+def make_update(optimizer):
+    """The jitted (params, opt_state, grads) -> (params, opt_state)."""
+    def update(params, opt_state, grads):
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optim.apply_updates(params, updates), opt_state
+
+    return jit(update)
 
 
 def make_eval_step(apply, loss, classify):
@@ -257,6 +287,11 @@ class Trainer:
         stderr is a terminal).  Each epoch is also logged (logger
         "gpuprop.train").
     log_every: steps between fetches of the losses (and NaN checks).
+    comm: a gpuprop.distributed communicator for data-parallel training
+        (None: this process alone).  Every rank constructs the Trainer with
+        the same data, settings and seed and calls fit() and evaluate()
+        together; rank 0's parameters are broadcast at the start, and only
+        rank 0 writes checkpoints, logs and draws the progress bar.
 
     After fit(): .params, .opt_state, .history (a dict of per-epoch lists:
     epoch, train_loss, val_loss, val_accuracy, seconds, cpu_seconds,
@@ -267,7 +302,7 @@ class Trainer:
                  y_val=None, *, epochs=10, batch_size=128, seed=0, shuffle=True,
                  drop_last=False, eval_batch_size=1024, regularizer=None,
                  checkpoint_dir=None, early_stopping=None, min_delta=0.0,
-                 restore_best=True, progress=None, log_every=50):
+                 restore_best=True, progress=None, log_every=50, comm=None):
         if isinstance(loss, str):
             if loss not in nn.LOSSES:
                 raise ValueError(f"Trainer: unknown loss {loss!r}; choose one of "
@@ -290,6 +325,11 @@ class Trainer:
             if not isinstance(early_stopping, int) or early_stopping < 1:
                 raise ValueError(f"Trainer: early_stopping must be a number of epochs "
                                  f">= 1 (or None), got {early_stopping!r}")
+        if comm is not None and not isinstance(comm, distributed.Communicator):
+            raise TypeError(f"Trainer: comm must be a gpuprop.distributed communicator "
+                            f"(get_communicator()) or None, got {type(comm).__name__}")
+        self.comm = comm
+        self._root = comm is None or comm.is_root
         params = device_put(params)
         leaves = tree_leaves(params)
         if not leaves:
@@ -316,8 +356,15 @@ class Trainer:
         self.early_stopping, self.min_delta, self.restore_best = early_stopping, min_delta, restore_best
         self.log_every = log_every
         self.progress = progress
-        self._step = make_train_step(apply, loss, optimizer, regularizer)
         self._eval = make_eval_step(apply, loss, self.classify)
+        if self._parallel:
+            self._same_settings_on_every_rank()
+            params = comm.broadcast(params)
+            self._grad_step = make_grad_step(apply, loss, regularizer)
+            self._update = make_update(optimizer)
+            self._rows = asarray(np.arange(len(self.x_train)))
+        else:
+            self._step = make_train_step(apply, loss, optimizer, regularizer)
         self.rng = np.random.default_rng(seed)
         self._p = _Progress(params, optimizer.init(params), 0, 0, 0,
                             self.rng.bit_generator.state, 0.0, 0, (), float("nan"), 0,
@@ -345,6 +392,29 @@ class Trainer:
             if self.classify:
                 _check_labels(yn, y, out.shape[-1])
 
+    @property
+    def _parallel(self):
+        return self.comm is not None and self.comm.size > 1
+
+    def _same_settings_on_every_rank(self):
+        """Ranks that shuffle with other seeds or hold other data would train
+        on different batches without any error: compare with rank 0's."""
+        names = ("seed", "batch_size", "epochs", "shuffle", "drop_last", "len(x_train)",
+                 "len(x_val)")
+        mine = np.array([self.seed, self.batch_size, self.epochs, self.shuffle,
+                         self.drop_last, len(self.x_train),
+                         -1 if self.x_val is None else len(self.x_val)], dtype=np.int64)
+        root = to_numpy(self.comm.broadcast(asarray(mine)))
+        differ = [f"{k}={int(a)} (rank 0: {int(b)})" for k, a, b in zip(names, mine, root)
+                  if a != b]
+        ranks = self.comm.allreduce_sum(int(bool(differ)))
+        if ranks:
+            what = (f"rank {self.comm.rank} has {', '.join(differ)}" if differ else
+                    f"{ranks} rank(s) differ from rank 0")
+            raise ValueError(f"Trainer: the ranks' settings or data differ: {what}; every "
+                             f"rank must pass the same data, batch_size, epochs and seed "
+                             f"(the seed decides the shuffling)")
+
     # ---- public state ---------------------------------------------------------
     params = property(lambda self: self._p.params)
     opt_state = property(lambda self: self._p.opt_state)
@@ -362,23 +432,38 @@ class Trainer:
 
     # ---- evaluation ---------------------------------------------------------
     def evaluate(self, x, y, params=None):
-        """(mean loss, accuracy) over (x, y); accuracy is None for regression."""
+        """(mean loss, accuracy) over (x, y); accuracy is None for regression.
+        Data-parallel, every rank calls it with the same (x, y): each
+        evaluates its share and one allreduce_sum combines them."""
         params = self._p.params if params is None else params
+        x, y = asarray(x), asarray(y)
+        if self._parallel:
+            part = self.comm.shard(len(x))
+            x, y = x[part], y[part]
         outs, sizes = [], []
-        for xb, yb in data.batches(asarray(x), asarray(y), self.eval_batch_size):
+        for xb, yb in data.batches(x, y, self.eval_batch_size):
             outs.extend(self._eval(params, xb, yb))
             sizes.append(len(xb))
-        vals = to_numpy(gnp.stack([gnp.astype(v, np.float64) for v in outs]))
+        loss_sum = hits = 0.0
+        if outs:
+            vals = to_numpy(gnp.stack([gnp.astype(v, np.float64) for v in outs]))
+            loss_sum, hits = float(np.dot(vals[0::2], sizes)), float(np.sum(vals[1::2]))
         n = sum(sizes)
-        loss = float(np.dot(vals[0::2], sizes)) / n
-        return loss, (float(np.sum(vals[1::2])) / n if self.classify else None)
+        if self._parallel:
+            loss_sum, hits, n = self.comm.allreduce_sum((loss_sum, hits, n))
+        if n == 0:
+            raise ValueError("Trainer.evaluate: x is empty; there is nothing to evaluate")
+        return loss_sum / n, (hits / n if self.classify else None)
 
     # ---- checkpoints --------------------------------------------------------
     def save(self, path=None):
-        """Write a checkpoint of the current state (default: checkpoint_dir)."""
+        """Write a checkpoint of the current state (default: checkpoint_dir).
+        Data-parallel, only rank 0 writes (the ranks' states are the same)."""
         path = path or self.checkpoint_path
         if path is None:
             raise ValueError("Trainer.save: no path and no checkpoint_dir")
+        if not self._root:
+            return
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         p = self._p
         trees = {"params": p.params, "opt_state": p.opt_state}
@@ -417,17 +502,20 @@ class Trainer:
         if resume:
             if self.checkpoint_path is None:
                 raise ValueError("Trainer.fit(resume=True) needs a checkpoint_dir")
-            if os.path.exists(self.checkpoint_path):
+            if self._checkpoint_exists():
                 self.restore()
-                log.info("resuming from %s at epoch %d, batch %d (step %d)",
-                         self.checkpoint_path, self._p.epoch + 1, self._p.batch, self._p.step)
-            else:
+                self._info("resuming from %s at epoch %d, batch %d (step %d)",
+                           self.checkpoint_path, self._p.epoch + 1, self._p.batch,
+                           self._p.step)
+            elif self._root:
                 log.warning("no checkpoint at %s: starting from the beginning",
                             self.checkpoint_path)
         try:
             while self._p.epoch < self.epochs and not self._p.stopped:
                 self._run_epoch()
         except KeyboardInterrupt:
+            if not self._root:
+                raise
             if self.checkpoint_dir is not None:
                 self._flush()
                 self.save()
@@ -443,6 +531,24 @@ class Trainer:
             self._p = self._p._replace(params=self._p.best[3])
         return self.history
 
+    def _checkpoint_exists(self):
+        """Whether there is a checkpoint to resume from; data-parallel, every
+        rank must see rank 0's file."""
+        here = os.path.exists(self.checkpoint_path)
+        if not self._parallel:
+            return here
+        seen = self.comm.allreduce_sum(int(here))
+        if seen not in (0, self.comm.size):
+            raise ValueError(f"Trainer.fit(resume=True): {self.checkpoint_path} exists on "
+                             f"{seen} of {self.comm.size} ranks (this one: "
+                             f"{'yes' if here else 'no'}); put checkpoint_dir on a file "
+                             f"system that every node shares")
+        return bool(seen)
+
+    def _info(self, *args):
+        if self._root:
+            log.info(*args)
+
     def _run_epoch(self):
         p = self._p
         n = len(self.x_train)
@@ -452,13 +558,20 @@ class Trainer:
         bar = self._bar(total, p.batch, f"epoch {p.epoch + 1}/{self.epochs}")
         t0, c0 = time.perf_counter(), time.process_time()
         start_seen = p.seen + sum(k for _, k in p.pending)
+        batches = (self._shares(rng, p.batch) if self._parallel else
+                   data.batches(self.x_train, self.y_train, self.batch_size, rng,
+                                self.drop_last, start=p.batch))
         try:
-            for xb, yb in data.batches(self.x_train, self.y_train, self.batch_size, rng,
-                                       self.drop_last, start=p.batch):
+            for xb, yb, *share in batches:
                 p = self._p
-                params, opt_state, loss = self._step(p.params, p.opt_state, xb, yb)
+                if self._parallel:
+                    params, opt_state, loss = self._parallel_step(p.params, p.opt_state,
+                                                                  xb, yb, share[1])
+                else:
+                    params, opt_state, loss = self._step(p.params, p.opt_state, xb, yb)
+                size = share[0] if share else len(xb)
                 self._p = p._replace(params=params, opt_state=opt_state, batch=p.batch + 1,
-                                     step=p.step + 1, pending=p.pending + ((loss, len(xb)),))
+                                     step=p.step + 1, pending=p.pending + ((loss, size),))
                 if len(self._p.pending) >= self.log_every:
                     self._flush()
                     if bar is not None:
@@ -472,7 +585,29 @@ class Trainer:
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         self._end_epoch(seconds, cpu, self._p.seen - start_seen)
 
+    def _shares(self, rng, start):
+        """(x, y, global batch size, rows of this rank) per global batch: the
+        batches of one process (the same permutation, drawn from the same
+        seed), of which this rank gathers only its share.  An empty share
+        computes on one row that the weight 0 then leaves out."""
+        for rows, _ in data.batches(self._rows, self._rows, self.batch_size, rng,
+                                    self.drop_last, start=start):
+            part = self.comm.shard(len(rows))
+            mine = rows[part] if part.stop > part.start else rows[:1]
+            yield (self.x_train[mine], self.y_train[mine], len(rows),
+                   part.stop - part.start)
+
+    def _parallel_step(self, params, opt_state, x, y, weight):
+        """One data-parallel step: this rank's loss and gradients, their mean
+        over the ranks weighted by rows (one collective), the update."""
+        loss, grads = self._grad_step(params, x, y)
+        loss, grads = self.comm.allreduce_mean((loss, grads), weight=weight)
+        params, opt_state = self._update(params, opt_state, grads)
+        return params, opt_state, loss
+
     def _bar(self, total, initial, desc):
+        if not self._root:
+            return None
         show = self.progress
         if show is None:
             show = sys.stderr.isatty()
@@ -535,12 +670,15 @@ class Trainer:
         self._p = p._replace(epoch=p.epoch + 1, batch=0, rng_state=self.rng.bit_generator.state,
                              loss_sum=0.0, seen=0, records=p.records + (record,), best=best,
                              stopped=stopped)
-        log.info(_describe(record, self.epochs))
+        self._info(_describe(record, self.epochs))
         if stopped:
-            log.info("early stopping: no improvement of the validation loss for %d epochs; "
-                     "the best was %.6g at epoch %d", self.early_stopping, best[0], best[1])
+            self._info("early stopping: no improvement of the validation loss for %d "
+                       "epochs; the best was %.6g at epoch %d", self.early_stopping,
+                       best[0], best[1])
         if self.checkpoint_dir is not None:
             self.save()
+            if self._parallel:
+                self.comm.barrier()     # every rank may read the checkpoint now
 
 
 def _describe(r, epochs):
@@ -603,6 +741,10 @@ def _parser():
     a("--progress", action=argparse.BooleanOptionalAction, default=None,
       help="tqdm progress bar (default: when installed and on a terminal)")
     a("--quiet", action="store_true", help="log warnings and errors only")
+    a("--distributed", action="store_true",
+      help="data-parallel over the ranks of an MPI job: mpiexec -n 8 gpuprop-train "
+           "--distributed ... (NCCL with --backend cupy; one GPU per rank); "
+           "--batch-size stays the global batch; rank 0 writes the outputs")
     return p
 
 
@@ -682,7 +824,14 @@ def main(argv=None):
     log.setLevel(logging.WARNING if args.quiet else logging.INFO)
     try:
         with backend.use_backend(args.backend or backend.get_backend()) as be:
-            return _run(args, be)
+            if not args.distributed:
+                return _run(args, be, None)
+            # before any array: the NCCL communicator picks this rank's GPU
+            comm = distributed.get_communicator()
+            if not comm.is_root:
+                log.setLevel(logging.WARNING)
+            with comm.abort_on_error():     # a failing rank ends the job, no rank hangs
+                return _run(args, be, comm)
     except KeyboardInterrupt:
         return 130
     except (ValueError, TypeError, OSError, ImportError, RuntimeError, FloatingPointError) as e:
@@ -690,7 +839,7 @@ def main(argv=None):
         return 1
 
 
-def _run(args, be):
+def _run(args, be, comm):
     if args.resume and not args.checkpoint_dir:
         raise ValueError("--resume needs --checkpoint-dir")
     ds = _dataset(args)
@@ -710,14 +859,15 @@ def _run(args, be):
     if args.l2:
         def reg(params):
             return gnp.multiply(args.l2, nn.l2_penalty([layer["W"] for layer in params]))
-    log.info("%s: %d training and %d %s samples; %r on %s", ds.name, len(x_train),
+    ranks = f"; {comm.size} rank{'s' * (comm.size > 1)} ({comm.kind})" if comm else ""
+    log.info("%s: %d training and %d %s samples; %r on %s%s", ds.name, len(x_train),
              len(x_val), "validation" if args.val_fraction else "test (used for validation)",
-             model, be.describe)
+             model, be.describe, ranks)
     trainer = Trainer(model.apply, model.init(), "cross_entropy", _optimizer(args, steps),
                       x_train, y_train, x_val, y_val, epochs=args.epochs,
                       batch_size=args.batch_size, seed=args.seed, regularizer=reg,
                       checkpoint_dir=args.checkpoint_dir, early_stopping=args.early_stopping,
-                      progress=args.progress)
+                      progress=args.progress, comm=comm)
     history = trainer.fit(resume=args.resume)
     result = {"dataset": ds.name, "backend": be.name, "device": be.describe,
               "config": vars(args), "history": history}
@@ -726,7 +876,10 @@ def _run(args, be):
             asarray(ds.x_test), asarray(ds.y_test))
         log.info("test_loss %.4f  test_accuracy %.4f", result["test_loss"],
                  result["test_accuracy"])
-    _save_outputs(args.out or os.path.join("runs", ds.name), result)
+    if comm is None or comm.is_root:
+        _save_outputs(args.out or os.path.join("runs", ds.name), result)
+    if comm is not None:
+        comm.barrier()
     return 0
 
 
