@@ -4,17 +4,15 @@ hashable description of the structure (`TreeDef`) that rebuilds them.
 Containers: tuple, list, dict (keys sorted), namedtuple, None (no leaves), and
 classes registered with `register_pytree_node`.  Everything else is a leaf.
 """
-from typing import NamedTuple, Any
+import threading
 
 
-class TreeDef(NamedTuple):
-    kind: Any           # the container type, or None for a leaf
-    data: Any           # hashable auxiliary data (dict keys, namedtuple type, ...)
-    children: tuple     # TreeDefs of the children
-
-    @property
-    def num_leaves(self):
-        return 1 if self.kind is None else sum(c.num_leaves for c in self.children)
+class TreeDef:
+    """A structure: the container type (None for a leaf), its hashable
+    auxiliary data (dict keys, ...), and the children's TreeDefs.  TreeDefs are
+    interned, so equal structures are the same object: comparing and hashing
+    them (jit's cache key) costs nothing, however deep they are."""
+    __slots__ = ("kind", "data", "children", "num_leaves")
 
     def __repr__(self):
         if self.kind is None:
@@ -22,8 +20,27 @@ class TreeDef(NamedTuple):
         name = getattr(self.kind, "__name__", str(self.kind))
         return f"{name}({', '.join(map(repr, self.children))})"
 
+    def __reduce__(self):           # pickling re-interns
+        return (_make, (self.kind, self.data, self.children))
 
-LEAF = TreeDef(None, None, ())
+
+_interned = {}
+_intern_lock = threading.Lock()
+
+
+def _make(kind, data, children):
+    key = (kind, data, children)    # children hash by identity: they are interned
+    td = _interned.get(key)
+    if td is None:
+        td = TreeDef()
+        td.kind, td.data, td.children = kind, data, children
+        td.num_leaves = 1 if kind is None else sum(c.num_leaves for c in children)
+        with _intern_lock:
+            td = _interned.setdefault(key, td)
+    return td
+
+
+LEAF = _make(None, None, ())
 _registry = {}      # type -> (flatten: x -> (children, data), unflatten: (data, children) -> x)
 
 
@@ -58,16 +75,22 @@ def _node_rules(x):
 def tree_flatten(tree):
     """(list of leaves, TreeDef)."""
     leaves = []
+    return leaves, _flatten(tree, leaves)
 
-    def rec(x):
-        rules = _node_rules(x)
-        if rules is None:
-            leaves.append(x)
-            return LEAF
-        children, data = rules[0](x)
-        return TreeDef(type(x), data, tuple(rec(c) for c in children))
 
-    return leaves, rec(tree)
+def _flatten(x, leaves):
+    t = type(x)
+    if t is list or t is tuple:     # the common containers, without a rule call
+        return _make(t, None, tuple([_flatten(c, leaves) for c in x]))
+    if t is dict:
+        keys = tuple(sorted(x))
+        return _make(dict, keys, tuple([_flatten(x[k], leaves) for k in keys]))
+    rules = _node_rules(x)
+    if rules is None:
+        leaves.append(x)
+        return LEAF
+    children, data = rules[0](x)
+    return _make(t, data, tuple([_flatten(c, leaves) for c in children]))
 
 
 def tree_unflatten(treedef, leaves):
