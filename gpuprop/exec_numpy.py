@@ -221,8 +221,14 @@ def _call(e, k, name, out_buf, ns):
     if p in UFUNCS or p in ("matmul", "clip"):
         return f"xp.{p}({', '.join(args)}{out})"
     if p in REDUCTIONS:
-        return (f"xp.{p}({args[0]}, axis={e.params['axis']!r}, "
+        fn = f"xp.{p}"
+        if ns["xp"] is np and e.out.aval.dtype.kind == "f":     # skip NumPy's wrapper
+            fn = f"xp.{ {'sum': 'add', 'max': 'maximum', 'min': 'minimum'}[p]}.reduce"
+        return (f"{fn}({args[0]}, axis={e.params['axis']!r}, "
                 f"keepdims={e.params['keepdims']!r}{out})")
+    if p in ("reshape", "transpose"):       # the array's own method: no wrapper
+        param = e.params["shape" if p == "reshape" else "axes"]
+        return f"{args[0]}.{p}({tuple(int(d) for d in param)!r})"
     fn = f"f{k}"
     ns[fn] = functools.partial(e.prim.impl, **e.params) if e.params else e.prim.impl
     return f"{fn}(xp, {', '.join(args)})"

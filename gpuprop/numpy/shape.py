@@ -62,7 +62,7 @@ def reshape(x, shape):
 
 def transpose(x, axes=None):
     n = ndim_of(x)
-    axes = tuple(range(n))[::-1] if axes is None else tuple(a % n for a in axes)
+    axes = tuple(range(n))[::-1] if axes is None else tuple(int(a) % n for a in axes)
     if sorted(axes) != list(range(n)):
         raise ValueError(f"gnp.transpose: axes {axes} are not a permutation of "
                          f"the {n} axes of an array of shape {shape_of(x)}")
