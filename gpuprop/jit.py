@@ -24,6 +24,7 @@ from .ir import Eqn, Literal, Program, Var, optimize
 from .tree import tree_flatten, tree_unflatten
 
 log = logging.getLogger("gpuprop.jit")
+_PY_SCALARS = frozenset([bool, int, float, complex])
 
 
 class TracerControlFlowError(TypeError):
@@ -190,17 +191,20 @@ class Jitted:
             if not -n <= i < n and self._num_names.get(i) not in kwargs:
                 raise ValueError(f"jit({self.__name__}): static_argnums {i} is out of "
                                  f"range for {n} positional argument(s)")
-        static = [_hashable(self.__name__, f"argument {i}", args[i])
-                  for i in sorted(self._static_pos(n))]
+        pos = self._static_pos(n)
+        static = [_hashable(self.__name__, f"argument {i}", args[i]) for i in sorted(pos)]
         static_kw = tuple((k, _hashable(self.__name__, f"argument {k!r}", kwargs[k]))
                           for k in sorted(kwargs) if k in self.static_argnames)
-        dyn = (tuple(a for i, a in enumerate(args) if i not in self._static_pos(n)),
-               {k: v for k, v in kwargs.items() if k not in self.static_argnames})
+        if pos or kwargs:
+            dyn = (tuple(a for i, a in enumerate(args) if i not in pos),
+                   {k: v for k, v in kwargs.items() if k not in self.static_argnames})
+        else:
+            dyn = (args, {})
         leaves, tree = tree_flatten(dyn)
         sig, arrays = [], []
         for x in leaves:
             t = type(x)
-            if t in (bool, int, float, complex):
+            if t in _PY_SCALARS:
                 # Python scalars are static by value; by repr, which tells -0.0
                 # from 0.0 and finds nan equal to nan
                 sig.append((t, repr(x)))
