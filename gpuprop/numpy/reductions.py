@@ -31,8 +31,9 @@ def _reduction_aval(name, result_dtype):
 
 
 def _keep(g, x, axis, keepdims):
-    """The reduced value `g` broadcast back against `x`'s shape."""
-    if not keepdims:
+    """The reduced value `g` made to broadcast against `x`'s shape (a full
+    reduction's 0-d value already does)."""
+    if not keepdims and axis is not None:
         g = sh.reshape(g, _reduced_shape(shape_of(x), axis, True))
     return g
 
