@@ -13,11 +13,23 @@ def accepts(kernel):
     return True
 
 
+fuse_reductions = True      # sums take the elementwise group before them as their map
+
+
 def build(kernels):
     """An object with one callable per kernel name: inputs -> list of outputs."""
     import cupy
+    from .fusion import ReduceKernel
     calls = types.SimpleNamespace()
     for k in kernels:
+        if isinstance(k, ReduceKernel):
+            rk = cupy.ReductionKernel(**k.cuda_params())
+            axis, keepdims = k.reduction.params["axis"], k.reduction.params["keepdims"]
+
+            def reduce_call(*ins, rk=rk, axis=axis, keepdims=keepdims):
+                return [rk(*ins, axis=axis, keepdims=keepdims)]
+            setattr(calls, k.name, reduce_call)
+            continue
         in_params, out_params, body, name = k.cuda_params()
         ek = cupy.ElementwiseKernel(in_params, out_params, body, name)
         specs = [(k.shape, v.aval.dtype) for v in k.outputs]
@@ -36,7 +48,8 @@ def as_graph(prog, donate=()):
     outputs are copied out (the graph writes the same memory every time)."""
     import cupy
     from .exec_numpy import compile_numpy
-    fuser = types.SimpleNamespace(fusible=fusible, accepts=accepts, build=build)
+    fuser = types.SimpleNamespace(fusible=fusible, accepts=accepts, build=build,
+                                  fuse_reductions=True)
     run = compile_numpy(prog, cupy, donate=(), fuser=fuser, keep=True)
     state = {}
 
@@ -67,10 +80,11 @@ def as_graph(prog, donate=()):
     return call
 
 
-def kernel_sources(prog):
+def kernel_sources(prog, reductions=False):
     """The CUDA source of every fused kernel of a program (for tests and nvcc),
-    once per kernel name: two equal groups give one kernel, as in the executor."""
+    once per kernel name: two equal groups give one kernel, as in the executor.
+    With `reductions`, as the executor builds them (sums merged with their map)."""
     from .fusion import kernels
-    return list(dict.fromkeys(k.cuda_source() for _, k in kernels(prog)
+    return list(dict.fromkeys(k.cuda_source() for _, k in kernels(prog, reductions=reductions)
                               if k is not None and k.outputs))
 

@@ -144,7 +144,8 @@ def make_steps(prog, fuser):
         return plain, None
     from . import fusion
     steps, kernels = [], {}
-    for eqns, kernel in fusion.kernels(prog, fuser.fusible):
+    for eqns, kernel in fusion.kernels(prog, fuser.fusible,
+                                       getattr(fuser, "fuse_reductions", False)):
         if kernel is not None and kernel.outputs and fuser.accepts(kernel):
             steps.append(Step(kernel=kernel))
             kernels[kernel.name] = kernel

@@ -119,10 +119,7 @@ class Kernel:
     def __init__(self, eqns, used_outside):
         self.eqns = eqns
         self.shape = eqns[0].out.aval.shape
-        inside = {e.out for e in eqns}
-        self.inputs = list(dict.fromkeys(
-            v for e in eqns for v in e.inputs
-            if not isinstance(v, Literal) and v not in inside))
+        self.inputs = list(dict.fromkeys(_inputs(eqns)))
         self.outputs = [e.out for e in eqns if e.out in used_outside]
         self.body = self._body()
         self.name = "gpuprop_" + hashlib.sha1(self.signature().encode()).hexdigest()[:12]
@@ -226,13 +223,103 @@ def exact(e):
     return fusible(e) and e.prim.name not in TRANSCENDENTAL
 
 
-def kernels(prog, predicate=fusible):
+class ReduceKernel(Kernel):
+    """A group whose one result feeds only a sum: the group's body becomes the
+    map of a cupy.ReductionKernel, so the elementwise values never reach memory."""
+
+    def __init__(self, eqns, reduction):
+        self.reduction = reduction      # the sum equation
+        super().__init__(eqns, {reduction.inputs[0]})
+        self.group_outputs, self.outputs = self.outputs, [reduction.out]
+        self.name = "gpuprop_" + hashlib.sha1(self.signature().encode()).hexdigest()[:12]
+
+    def signature(self):
+        return f"{super().signature()}\nsum{self.reduction.params}"
+
+    def device_function(self):
+        """The group as a __device__ function of its inputs (the map)."""
+        T = C_TYPES[self.reduction.out.aval.dtype.name]
+        params = ", ".join(f"{C_TYPES[v.aval.dtype.name]} in{i}"
+                           for i, v in enumerate(self.inputs))
+        body = "".join(f"  {line}\n" for line in self.body.split("\n"))
+        return (f"__device__ {T} {self.name}_map({params}) {{\n  {T} out0;\n"
+                f"{body}  return out0;\n}}\n")
+
+    def cuda_params(self):
+        """Keyword arguments of cupy.ReductionKernel."""
+        T = self.reduction.out.aval.dtype.name
+        ins = ", ".join(f"{v.aval.dtype.name} in{i}" for i, v in enumerate(self.inputs))
+        args = ", ".join(f"in{i}" for i in range(len(self.inputs)))
+        return dict(in_params=ins, out_params=f"{T} out0",
+                    map_expr=f"{self.name}_map({args})", reduce_expr="a + b",
+                    post_map_expr="out0 = a", identity="0", name=self.name,
+                    reduce_type=C_TYPES[T], preamble=self.device_function())
+
+    def cuda_source(self):
+        return self.device_function()
+
+
+def kernels(prog, predicate=fusible, reductions=False):
     """The groups of equations satisfying `predicate` (two or more), as
-    Kernels, with the step list they belong to: [(eqns, Kernel | None)]."""
+    Kernels, with the step list they belong to: [(eqns, Kernel | None)].
+    With `reductions`, a group whose only result feeds only a sum is merged
+    with it into a ReduceKernel (the sum's step disappears)."""
     from .ir import group_elementwise
     steps = group_elementwise(prog, predicate)
     owner = {e.out: i for i, step in enumerate(steps) for e in step}
     outside = {v for i, step in enumerate(steps) for e in step for v in e.inputs
                if not isinstance(v, Literal) and owner.get(v, -1) != i}
     outside |= {v for v in prog.outvars if not isinstance(v, Literal)}
-    return [(step, Kernel(step, outside) if len(step) > 1 else None) for step in steps]
+    out = [(step, Kernel(step, outside) if len(step) > 1 else None) for step in steps]
+    return _merge_reductions(prog, out) if reductions else out
+
+
+def _merge_reductions(prog, steps):
+    """Give each group result that only a sum reads to that sum, as its map.
+    The group's other results keep a kernel of their own (equations both
+    need are computed in both: cheaper than a round trip through memory)."""
+    readers = {}
+    for e in prog.eqns:
+        for v in e.inputs:
+            if not isinstance(v, Literal):
+                readers.setdefault(v, []).append(e)
+    outputs = {v for v in prog.outvars if not isinstance(v, Literal)}
+    merged, dropped = [], set()
+    for eqns, k in steps:
+        target = None if k is None else next(
+            (v for v in k.outputs if v not in outputs and len(readers.get(v, ())) == 1
+             and readers[v][0].prim.name == "sum"
+             and readers[v][0].out.aval.dtype == v.aval.dtype
+             and _broadcast_shape(_inputs(_slice(eqns, [v]))) == k.shape), None)
+        if target is None:
+            merged.append((eqns, k))
+            continue
+        rest = _slice(eqns, [v for v in k.outputs if v is not target])
+        if rest:
+            merged.append((rest, Kernel(rest, set(k.outputs) - {target}) if len(rest) > 1
+                           else None))
+        reduction = readers[target][0]
+        merged.append((_slice(eqns, [target]) + [reduction],
+                       ReduceKernel(_slice(eqns, [target]), reduction)))
+        dropped.add(reduction.out)
+    return [(eqns, k) for eqns, k in merged
+            if not (k is None and len(eqns) == 1 and eqns[0].out in dropped)]
+
+
+def _slice(eqns, targets):
+    """The equations of a group that the values `targets` depend on, in order."""
+    need, made = set(targets), {e.out: e for e in eqns}
+    for e in reversed(eqns):
+        if e.out in need:
+            need.update(v for v in e.inputs if v in made)
+    return [e for e in eqns if e.out in need]
+
+
+def _inputs(eqns):
+    inside = {e.out for e in eqns}
+    return [v for e in eqns for v in e.inputs if not isinstance(v, Literal) and v not in inside]
+
+
+def _broadcast_shape(vs):
+    """The shape the inputs broadcast to (a ReductionKernel's iteration space)."""
+    return tuple(np.broadcast_shapes(*[v.aval.shape for v in vs])) if vs else None

@@ -375,6 +375,111 @@ def test_every_kernel_compiles_with_nvcc(tmp_path):
     assert res.returncode == 0, res.stderr[-4000:]
 
 
+# ---- reductions with an elementwise map (CuPy's ReductionKernel) -----------
+def sum_of_squares(x, y):
+    return gnp.sum((x * 0.5 + y) ** 2, axis=1), gnp.sum(gnp.abs(x), keepdims=True)
+
+
+def reduce_kernels(prog):
+    return [k for _, k in fusion.kernels(prog, reductions=True)
+            if isinstance(k, fusion.ReduceKernel)]
+
+
+def test_a_sum_takes_the_group_before_it_as_its_map():
+    x, y = rand((3, 4), np.float32, 30), rand((4,), np.float32, 31)
+    prog = make_ir(sum_of_squares)(x, y)
+    (k,) = reduce_kernels(prog)     # the abs alone is one equation: not a group
+    assert [e.prim.name for e in k.eqns] == ["multiply", "add", "power"]
+    assert k.outputs == [prog.outvars[0]] and k.reduction.params["axis"] == (1,)
+    params = k.cuda_params()
+    assert params["map_expr"] == f"{k.name}_map(in0, in1)"
+    assert (params["reduce_expr"], params["identity"], params["reduce_type"]) == \
+        ("a + b", "0", "float")
+    assert params["preamble"] == (
+        f"__device__ float {k.name}_map(float in0, float in1) {{\n  float out0;\n"
+        "  float t0 = (in0 * ((float)0.5));\n  float t1 = (t0 + in1);\n"
+        "  float t2 = pow(t1, ((float)2.0));\n  out0 = t2;\n  return out0;\n}\n")
+    steps = fusion.kernels(prog, reductions=True)
+    assert not any(k is None and eqns[0].prim.name == "sum" and eqns[0].out is prog.outvars[0]
+                   for eqns, k in steps)          # the sum's own step is gone
+    assert reduce_kernels(prog)[0].name == k.name   # deterministic
+
+
+def test_a_group_value_used_elsewhere_is_not_merged():
+    x = rand((3, 4), np.float32, 32)
+    used_twice = make_ir(lambda x: (gnp.sum(x * 2.0 + 1.0), gnp.max(x * 2.0 + 1.0)))(x)
+    returned = make_ir(lambda x: (gnp.sum(x * 2.0 + 1.0), x * 2.0 + 1.0))(x)
+    assert reduce_kernels(used_twice) == [] and reduce_kernels(returned) == []
+
+
+def test_the_map_on_the_cpu_then_summed_matches_the_unfused_program():
+    needs_compiler()
+    for dt in (np.float32, np.float64):
+        x, y = rand((3, 4), dt, 33), rand((4,), dt, 34)
+        prog = make_ir(sum_of_squares)(x, y)
+        (k,) = reduce_kernels(prog)
+        env = evaluate(prog, [x, y])
+        group = fusion.Kernel(k.eqns, {k.reduction.inputs[0]})   # the map alone
+        module = exec_cpu.build([group])
+        (mapped,) = getattr(module, group.name)(*[env[v] for v in group.inputs])
+        summed = np.sum(mapped, axis=k.reduction.params["axis"],
+                        keepdims=k.reduction.params["keepdims"])
+        assert_same(summed, env[k.reduction.out], dt)
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on the PATH")
+def test_reduction_maps_compile_with_nvcc(tmp_path):
+    sources = []
+    for dt in (np.float32, np.float64):
+        sources += exec_cuda.kernel_sources(
+            make_ir(sum_of_squares)(rand((3, 4), dt, 35), rand((4,), dt, 36)), reductions=True)
+        sources += exec_cuda.kernel_sources(program("mlp_grad", dt), reductions=True)
+    assert any("_map(" in src for src in sources)
+    cu = tmp_path / "reductions.cu"
+    cu.write_text("\n".join(dict.fromkeys(sources)))
+    res = subprocess.run(["nvcc", "-c", str(cu), "-o", str(tmp_path / "reductions.o")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-4000:]
+
+
+class ReferenceFuser:
+    """The CUDA executor's plan (every fusible group, sums merged with their
+    map) with each kernel evaluated by NumPy: checks the driver without a GPU."""
+    fusible = staticmethod(fusion.fusible)
+    fuse_reductions = True
+
+    @staticmethod
+    def accepts(kernel):
+        return True
+
+    @staticmethod
+    def build(kernels):
+        calls = type("Calls", (), {})()
+        for k in kernels:
+            def call(*ins, k=k):
+                env = evaluate_eqns(k.eqns, dict(zip(k.inputs, ins)))
+                if isinstance(k, fusion.ReduceKernel):
+                    env = evaluate_eqns([k.reduction], env)
+                return [env[v] for v in k.outputs]
+            setattr(calls, k.name, call)
+        return calls
+
+
+@pytest.mark.parametrize("name,dt", CASES + [("sum_of_squares", np.float32)],
+                         ids=CASE_IDS + ["sum_of_squares-float32"])
+def test_the_cuda_plan_evaluated_by_numpy_matches_eager(name, dt):
+    from gpuprop.exec_numpy import compile_numpy
+    f = FUNCTIONS.get(name, sum_of_squares)
+    args = args_of(name, dt) if name in FUNCTIONS else (rand((3, 4), dt, 37), rand((4,), dt, 38))
+    prog = make_ir(f)(*args)
+    run = compile_numpy(prog, np, fuser=ReferenceFuser)
+    assert "gpuprop_" in run.source
+    with np.errstate(all="ignore"):
+        got, want = run(gp.tree_leaves(args)), gp.tree_leaves(f(*args))
+    for g, w in zip(got, want):
+        assert_same(g, w, dt)
+
+
 # ---- CPU reference ----------------------------------------------------------
 def test_the_programs_use_every_fusible_primitive():
     seen = {e.prim.name for name, dt in CASES for k in fused(program(name, dt)) for e in k.eqns}
@@ -393,8 +498,13 @@ def evaluate(prog, leaves):
     """Every value of a program, its equations run one by one by NumPy."""
     env = dict(zip(prog.invars, leaves))
     env.update(prog.consts)
+    return evaluate_eqns(prog.eqns, env)
+
+
+def evaluate_eqns(eqns, env):
+    env = dict(env)
     with np.errstate(all="ignore"):
-        for e in prog.eqns:
+        for e in eqns:
             env[e.out] = e.prim.impl(np, *[v.value if isinstance(v, Literal) else env[v]
                                            for v in e.inputs], **e.params)
     return env
