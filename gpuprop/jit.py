@@ -191,15 +191,15 @@ class Jitted:
             if not -n <= i < n and self._num_names.get(i) not in kwargs:
                 raise ValueError(f"jit({self.__name__}): static_argnums {i} is out of "
                                  f"range for {n} positional argument(s)")
-        pos = self._static_pos(n)
-        static = [_hashable(self.__name__, f"argument {i}", args[i]) for i in sorted(pos)]
-        static_kw = tuple((k, _hashable(self.__name__, f"argument {k!r}", kwargs[k]))
-                          for k in sorted(kwargs) if k in self.static_argnames)
-        if pos or kwargs:
+        if self.static_argnums or self._named_pos or kwargs:
+            pos = self._static_pos(n)
+            static = [_hashable(self.__name__, f"argument {i}", args[i]) for i in sorted(pos)]
+            static_kw = tuple((k, _hashable(self.__name__, f"argument {k!r}", kwargs[k]))
+                              for k in sorted(kwargs) if k in self.static_argnames)
             dyn = (tuple(a for i, a in enumerate(args) if i not in pos),
                    {k: v for k, v in kwargs.items() if k not in self.static_argnames})
-        else:
-            dyn = (args, {})
+        else:                       # the common call: positional arrays only
+            static, static_kw, dyn = (), (), (args, {})
         leaves, tree = tree_flatten(dyn)
         sig, arrays = [], []
         for x in leaves:

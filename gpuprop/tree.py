@@ -44,10 +44,14 @@ LEAF = _make(None, None, ())
 _registry = {}      # type -> (flatten: x -> (children, data), unflatten: (data, children) -> x)
 
 
+_leaf_types = set()     # types seen to be leaves: no rule lookup next time
+
+
 def register_pytree_node(cls, flatten, unflatten):
     """Treat instances of `cls` as containers: `flatten(x) -> (children, data)`
     with `data` hashable, `unflatten(data, children) -> x`."""
     _registry[cls] = (flatten, unflatten)
+    _leaf_types.discard(cls)
     return cls
 
 
@@ -81,16 +85,32 @@ def tree_flatten(tree):
 def _flatten(x, leaves):
     t = type(x)
     if t is list or t is tuple:     # the common containers, without a rule call
-        return _make(t, None, tuple([_flatten(c, leaves) for c in x]))
+        return _make(t, None, _children(x, leaves))
     if t is dict:
         keys = tuple(sorted(x))
-        return _make(dict, keys, tuple([_flatten(x[k], leaves) for k in keys]))
+        return _make(dict, keys, _children([x[k] for k in keys], leaves))
+    if t in _leaf_types:
+        leaves.append(x)
+        return LEAF
     rules = _node_rules(x)
     if rules is None:
+        if not isinstance(x, tuple):    # a namedtuple type is decided per type too
+            _leaf_types.add(t)
         leaves.append(x)
         return LEAF
     children, data = rules[0](x)
     return _make(t, data, tuple([_flatten(c, leaves) for c in children]))
+
+
+def _children(xs, leaves):
+    kids = []
+    for c in xs:
+        if type(c) in _leaf_types:      # a known leaf: no recursive call
+            leaves.append(c)
+            kids.append(LEAF)
+        else:
+            kids.append(_flatten(c, leaves))
+    return tuple(kids)
 
 
 def tree_unflatten(treedef, leaves):
