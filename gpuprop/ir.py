@@ -8,6 +8,8 @@ grouping of elementwise equations for fusion.
 """
 import numpy as np
 
+from . import backend
+
 
 class Var:
     __slots__ = ("aval", "deps")
@@ -147,8 +149,52 @@ def cse(prog):
     return Program(prog.invars, prog.consts, eqns, outvars, prog.name)
 
 
+def simplify(prog):
+    """Peephole rewrites that the backward pass of a backward pass makes
+    common: transpose of a transpose, reshape of a reshape, and products with
+    a constant of ones (the folded cotangent of a sum).  Only exact ones:
+    x * 1 == x bit for bit, where x + 0 is not (-0.0 + 0.0 is +0.0)."""
+    made = {e.out: e for e in prog.eqns}
+    rename, eqns = {}, []
+    ones = {v for v, val in prog.consts.items() if _all_ones(val)}
+
+    def r(v):
+        return rename.get(v, v) if isinstance(v, Var) else v
+
+    for e in prog.eqns:
+        e = Eqn(e.prim, [r(v) for v in e.inputs], e.params, e.out)
+        name, x = e.prim.name, e.inputs[0] if e.inputs else None
+        inner = made.get(x) if isinstance(x, Var) else None
+        if name in ("transpose", "reshape") and inner is not None and inner.prim is e.prim:
+            y = inner.inputs[0]
+            if name == "transpose":
+                axes = tuple(inner.params["axes"][a] for a in e.params["axes"])
+                identity = axes == tuple(range(len(axes)))
+                e = Eqn(e.prim, [y], {"axes": axes}, e.out)
+            else:
+                identity = y.aval.shape == e.out.aval.shape
+                e = Eqn(e.prim, [y], e.params, e.out)
+            if identity and y.aval == e.out.aval:
+                rename[e.out] = y
+                continue
+        if name == "multiply":
+            a, b = e.inputs
+            keep = b if a in ones else a if b in ones else None
+            if isinstance(keep, Var) and keep.aval == e.out.aval:
+                rename[e.out] = keep
+                continue
+        made[e.out] = e
+        eqns.append(e)
+    return Program(prog.invars, prog.consts, eqns, [r(v) for v in prog.outvars], prog.name)
+
+
+def _all_ones(val):
+    host = backend.to_host(val)
+    return host.dtype.kind in "fc" and bool((host == 1).all())
+
+
 def optimize(prog):
-    return dce(cse(prog))
+    return dce(cse(simplify(prog)))
 
 
 def group_elementwise(prog, fusible):

@@ -557,3 +557,22 @@ def test_a_read_only_donated_buffer_is_refused(backend_name):
     f = gp.jit(lambda a: a * 2.0, donate_argnums=0)
     with pytest.raises(ValueError, match="read-only"):
         f(np.broadcast_to(np.ones(1), (3,)))
+
+
+def test_simplify_removes_double_transposes_and_products_with_ones():
+    x = dev(np.arange(6.0).reshape(2, 3))
+    prog = gp.make_ir(lambda x: gnp.transpose(gnp.transpose(x) * gnp.ones((3, 2), np.float64))
+                      + gnp.reshape(gnp.reshape(x, (3, 2)), (2, 3)))(x)
+    names = [e.prim.name for e in prog.eqns]
+    assert names == ["add"], str(prog)          # x + x: every view and product folded away
+    np.testing.assert_array_equal(host(gp.jit(lambda x: gnp.transpose(gnp.transpose(x)) * 1.0)(x)),
+                                  np.arange(6.0).reshape(2, 3))
+
+
+def test_simplify_keeps_what_is_not_exact():
+    x = dev(np.array([-0.0, 1.0]))
+    prog = gp.make_ir(lambda x: x + 0.0)(x)
+    assert [e.prim.name for e in prog.eqns] == ["add"]      # -0.0 + 0.0 is +0.0
+    assert np.signbit(host(gp.jit(lambda x: x + 0.0)(x))[0]) == np.signbit(-0.0 + 0.0)
+    twos = gp.make_ir(lambda x: x * gnp.full((2,), 2.0, np.float64))(x)
+    assert [e.prim.name for e in twos.eqns] == ["multiply"]
