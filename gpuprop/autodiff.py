@@ -170,7 +170,8 @@ def backward_pass(roots, release):
                 dt = args[i].dtype
                 if c.dtype is not dt and c.dtype != dt:
                     c = ew.astype(c, dt)
-                _accumulate(cts, parent, c)
+                prev = cts.get(parent)      # _accumulate, inlined: the hottest loop
+                cts[parent] = c if prev is None else ew.add(prev, c)
         if release:     # the rule too: a custom_vjp rule holds its residuals
             node.primals = node.out = node.params = node.prim = None
     return cts

@@ -24,7 +24,8 @@ def _prim(name, impl, *vjp, **rules):
 
 def unbroadcast(g, x):
     """Sum cotangent `g` down to the shape of argument `x`."""
-    return reductions.sum_to_shape(g, shape_of(x))
+    shape = getattr(x, "shape", ())        # inline shape_of: the hottest VJP helper
+    return g if getattr(g, "shape", ()) == shape else reductions.sum_to_shape(g, shape)
 
 
 # ---- arithmetic -------------------------------------------------------------
