@@ -223,7 +223,7 @@ def _vjp(name, f, primals, argnums, has_aux, release):
                              f"{len(primals)} positional argument(s)")
     primals = list(primals)
     with new_main(ReverseTrace) as main:
-        trace, in_trees, in_nodes = main.trace, [], []
+        trace, in_trees = main.trace, []
         for i in nums:
             leaves, td = tree_flatten(primals[i])
             _check_differentiable(name, i, leaves)

@@ -84,9 +84,6 @@ class Primitive:
         self.differentiable = vjp is not None or vjp_variadic is not None
         self.rules = rules      # further per-transform rules (e.g. fusion templates)
 
-    def bind(self, *args, **params):
-        return bind(self, args, params)
-
     def impl_for(self, xp):
         """impl with `xp` bound; an implementation that is just `xp.<name>`
         (a ufunc) is called directly, saving a Python frame per operation."""
@@ -332,7 +329,3 @@ def explain(prim, args, params, err):
 def _fmt_params(params):
     return "".join(f", {k}={v}" for k, v in params.items())
 
-
-def abstract_eval(prim, args, params):
-    """Shape rule on abstract values (used by staging)."""
-    return prim.abstract_eval(*map(aval, args), **params)

@@ -230,7 +230,7 @@ class ReduceKernel(Kernel):
     def __init__(self, eqns, reduction):
         self.reduction = reduction      # the sum equation
         super().__init__(eqns, {reduction.inputs[0]})
-        self.group_outputs, self.outputs = self.outputs, [reduction.out]
+        self.outputs = [reduction.out]      # the map's value stays in registers
         self.name = "gpuprop_" + hashlib.sha1(self.signature().encode()).hexdigest()[:12]
 
     def signature(self):
