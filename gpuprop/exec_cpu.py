@@ -27,7 +27,7 @@ from .fusion import exact as fusible  # noqa: F401
 
 log = logging.getLogger("gpuprop.jit")
 
-MAX_ELEMENTS = 8192     # above this NumPy's vectorised loops beat a scalar C++ loop
+MAX_ELEMENTS = 8192     # above this, NumPy's loops beat a C++ loop that indexes broadcasts
 NPY_TYPES = {"float32": "NPY_FLOAT32", "float64": "NPY_FLOAT64", "bool": "NPY_BOOL"}
 
 _PRELUDE = r"""
@@ -136,9 +136,23 @@ _lock = threading.Lock()
 
 
 def accepts(kernel):
-    """Small groups only: above MAX_ELEMENTS NumPy's vectorised loops win."""
-    return (len(kernel.inputs) <= 64 and len(kernel.outputs) <= 64
-            and int(np.prod(kernel.shape, dtype=np.int64)) <= MAX_ELEMENTS)
+    """Small groups; above MAX_ELEMENTS only groups whose inputs all have the
+    group's shape (or one element): the compiler vectorises those loops, not
+    ones that index a broadcast input."""
+    if len(kernel.inputs) > 64 or len(kernel.outputs) > 64:
+        return False
+    return (int(np.prod(kernel.shape, dtype=np.int64)) <= MAX_ELEMENTS
+            or all(kernel._index(v.aval.shape) in ("i", "0") for v in kernel.inputs))
+
+
+def _cpu_id():
+    """What compiled code may depend on (-march=native): the CPU's model and flags."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            info = [line for line in fh if line.startswith(("model name", "flags"))][:2]
+    except OSError:
+        info = []
+    return hashlib.sha1("".join(info).encode()).hexdigest()[:8]
 
 
 def build(kernels):
@@ -146,7 +160,7 @@ def build(kernels):
     cxx = compiler()
     if cxx is None:
         return None
-    tag = f"{sys.implementation.cache_tag}-{np.__version__}"
+    tag = f"{sys.implementation.cache_tag}-{np.__version__}-{_cpu_id()}"
     digest = hashlib.sha1((tag + _PRELUDE + "".join(k.cpp_function() for k in kernels)).encode())
     modname = "gpuprop_fused_" + digest.hexdigest()[:16]
     with _lock:
@@ -160,7 +174,7 @@ def build(kernels):
                 with open(cpp, "w") as fh:
                     fh.write(src)
                 tmp_so = os.path.join(tmp, os.path.basename(path))
-                cmd = [cxx, "-O2", "-shared", "-fPIC", "-ffp-contract=off", "-fno-math-errno",
+                cmd = [cxx, "-O3", "-march=native", "-shared", "-fPIC", "-ffp-contract=off", "-fno-math-errno",
                        "-w", "-I", sysconfig.get_paths()["include"], "-I", np.get_include(),
                        cpp, "-o", tmp_so]
                 res = subprocess.run(cmd, capture_output=True, text=True)
