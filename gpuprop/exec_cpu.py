@@ -125,9 +125,15 @@ def compiler():
 
 
 def cache_dir():
+    """$GPUPROP_CACHE_DIR, else ~/.cache/gpuprop/kernels, else (a read-only
+    home) a folder of this user's under the temporary directory."""
     d = os.environ.get("GPUPROP_CACHE_DIR") or os.path.join(
         os.path.expanduser("~"), ".cache", "gpuprop", "kernels")
-    os.makedirs(d, exist_ok=True)
+    try:
+        os.makedirs(d, exist_ok=True)
+    except OSError:
+        d = os.path.join(tempfile.gettempdir(), f"gpuprop-kernels-{os.getuid()}")
+        os.makedirs(d, exist_ok=True)
     return d
 
 
@@ -177,10 +183,14 @@ def build(kernels):
                 cmd = [cxx, "-O3", "-march=native", "-shared", "-fPIC", "-ffp-contract=off", "-fno-math-errno",
                        "-w", "-I", sysconfig.get_paths()["include"], "-I", np.get_include(),
                        cpp, "-o", tmp_so]
-                res = subprocess.run(cmd, capture_output=True, text=True)
-                if res.returncode != 0:
+                try:
+                    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+                    failed, why = res.returncode != 0, res.stderr[-2000:]
+                except (OSError, subprocess.TimeoutExpired) as e:
+                    failed, why = True, str(e)
+                if failed:
                     log.warning("CPU fusion disabled for this program: %s failed:\n%s",
-                                cxx, res.stderr[-2000:])
+                                cxx, why)
                     _loaded[modname] = None
                     return None
                 os.replace(tmp_so, path)        # atomic: concurrent builders agree

@@ -586,3 +586,18 @@ def golden_source():
 
 if __name__ == "__main__":
     print(golden_source())
+
+
+def test_a_failing_compiler_or_cache_leaves_the_program_unfused(monkeypatch, tmp_path, caplog):
+    needs_compiler()
+    monkeypatch.setenv("CXX", "/bin/false")
+    monkeypatch.setenv("GPUPROP_CACHE_DIR", str(tmp_path / "kernels"))
+    x = rand((3, 4), np.float32, 40)
+    out, source = jitted_run(lambda x: x * 2.25 + 1.75, (x,))     # a kernel of its own
+    assert "gpuprop_" not in source and "CPU fusion disabled" in caplog.text
+    np.testing.assert_array_equal(host(out), host(x) * np.float32(2.25) + np.float32(1.75))
+    monkeypatch.delenv("CXX")
+    monkeypatch.setenv("GPUPROP_CACHE_DIR", "/proc/no-such-dir/kernels")   # unwritable
+    out, source = jitted_run(lambda x: x * 3.25 - 1.75, (x,))
+    assert "gpuprop_" in source
+    np.testing.assert_array_equal(host(out), host(x) * np.float32(3.25) - np.float32(1.75))
