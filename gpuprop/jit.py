@@ -199,7 +199,7 @@ class Jitted:
             dyn = (tuple(a for i, a in enumerate(args) if i not in pos),
                    {k: v for k, v in kwargs.items() if k not in self.static_argnames})
         else:                       # the common call: positional arrays only
-            static, static_kw, dyn = (), (), (args, {})
+            static, static_kw, dyn = (), (), args
         leaves, tree = tree_flatten(dyn)
         sig, arrays = [], []
         for x in leaves:

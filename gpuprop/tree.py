@@ -114,24 +114,66 @@ def _children(xs, leaves):
 
 
 def tree_unflatten(treedef, leaves):
-    it = iter(leaves)
+    if not isinstance(leaves, (list, tuple)):
+        leaves = list(leaves)
+    build = _builders.get(treedef)
+    if build is None:
+        build = _builders[treedef] = _builder(treedef)
+    if len(leaves) != treedef.num_leaves:
+        raise ValueError(f"tree_unflatten: {'more' if len(leaves) > treedef.num_leaves else 'fewer'}"
+                         f" leaves ({len(leaves)}) than the {treedef.num_leaves} the "
+                         f"structure {treedef} holds")
+    return build(leaves)
+
+
+_builders = {}      # TreeDef -> function(leaves) -> tree
+
+
+def _builder(treedef):
+    """A function that rebuilds `treedef` from its leaves.  For structures of
+    tuples, lists, dicts and None it is generated code, one expression with no
+    recursion: jit rebuilds its outputs on every call."""
+    counter = iter(range(treedef.num_leaves))
+    keys = {}       # name -> the keys of one dict node (any hashable objects)
+
+    def expr(td):
+        if td.kind is None:
+            return f"L[{next(counter)}]"
+        kids = [expr(c) for c in td.children]
+        if td.kind is tuple:
+            return "(" + "".join(k + ", " for k in kids) + ")"
+        if td.kind is list:
+            return "[" + ", ".join(kids) + "]"
+        if td.kind is dict:
+            name = f"K{len(keys)}"
+            keys[name] = td.data
+            return "{" + ", ".join(f"{name}[{i}]: {v}" for i, v in enumerate(kids)) + "}"
+        if td.kind is type(None):
+            return "None"
+        raise _Generic
+
+    try:
+        return eval(f"lambda L: {expr(treedef)}", keys)
+    except (_Generic, RecursionError):      # registered classes, namedtuples
+        return lambda leaves: _unflatten_generic(treedef, leaves)
+
+
+class _Generic(Exception):
+    """A node the generated builder cannot write as an expression."""
+
+
+def _unflatten_generic(treedef, leaves):
+    it = iter(leaves)       # the count was checked by tree_unflatten
 
     def rec(td):
         if td.kind is None:
-            leaf = next(it, it)
-            if leaf is it:
-                raise ValueError(f"tree_unflatten: fewer leaves than the {treedef.num_leaves} "
-                                 f"the structure {treedef} holds")
-            return leaf
+            return next(it)
         children = [rec(c) for c in td.children]
         if td.kind in _registry:
             return _registry[td.kind][1](td.data, children)
         return td.kind(*children)   # namedtuple
 
-    out = rec(treedef)
-    if next(it, it) is not it:
-        raise ValueError(f"tree_unflatten: more leaves than the structure {treedef} holds")
-    return out
+    return rec(treedef)
 
 
 def tree_leaves(tree):
