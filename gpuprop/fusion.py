@@ -57,6 +57,23 @@ EXPRESSIONS = {
     "cos": ("out", _fn("cos")),
     "tanh": ("out", _fn("tanh")),
     "abs": ("out", _fn("fabs")),
+    "tan": ("out", _fn("tan")),
+    "arcsin": ("out", _fn("asin")),
+    "arccos": ("out", _fn("acos")),
+    "arctan": ("out", _fn("atan")),
+    "arctan2": ("out", lambda T, y, x: f"atan2({y}, {x})"),
+    "sinh": ("out", _fn("sinh")),
+    "cosh": ("out", _fn("cosh")),
+    "arcsinh": ("out", _fn("asinh")),
+    "arccosh": ("out", _fn("acosh")),
+    "arctanh": ("out", _fn("atanh")),
+    "log2": ("out", _fn("log2")),
+    "log10": ("out", _fn("log10")),
+    "exp2": ("out", _fn("exp2")),
+    "hypot": ("out", lambda T, x, y: f"hypot({x}, {y})"),
+    "floor": ("out", _fn("floor")),
+    "ceil": ("out", _fn("ceil")),
+    "rint": ("out", _fn("rint")),       # round half to even (the default rounding mode)
     "logistic": ("out", lambda T, x: f"(tanh({x} * ({T})0.5) * ({T})0.5 + ({T})0.5)"),
     # NumPy: sign(-0.0) is +0.0, sign(nan) is nan
     "sign": ("out", lambda T, x: f"(({x} > 0) ? ({T})1 : (({x} < 0) ? ({T})-1 : "
@@ -81,7 +98,9 @@ EXPRESSIONS = {
     "broadcast_to": ("out", lambda T, x: x),
 }
 TRANSCENDENTAL = frozenset(["power", "exp", "log", "log1p", "expm1", "sin", "cos", "tanh",
-                            "logistic"])
+                            "logistic", "tan", "arcsin", "arccos", "arctan", "arctan2",
+                            "sinh", "cosh", "arcsinh", "arccosh", "arctanh", "log2",
+                            "log10", "exp2", "hypot"])
 
 
 def _promoted(e):

@@ -97,6 +97,18 @@ def logic(x, y, a, m):
             gnp.astype(x * 2.0, other) + 1.0, gnp.equal(gt, 1) & gnp.logical_or(lt, 1.5))
 
 
+def more_math(x, y):
+    """The libm functions (arguments kept in their domains) and the rounding
+    ones, on exact values only (a last-bit difference could flip a floor)."""
+    t, p = gnp.tanh(x), gnp.abs(y) + 1.0
+    a = (gnp.tan(x * 0.5) + gnp.arcsin(t) + gnp.arccos(t) + gnp.arctan(y)
+         + gnp.arctan2(x, y) + gnp.hypot(x, y))
+    b = gnp.sinh(x) * gnp.cosh(y) + gnp.arcsinh(y) + gnp.arccosh(p) + gnp.arctanh(t * 0.5)
+    c = gnp.log2(p) + gnp.log10(p) + gnp.exp2(x)
+    r = gnp.floor(x * 4.0) + gnp.ceil(y * 4.0) - gnp.rint(x * 3.0)
+    return a * b + c, r * 0.25
+
+
 def repeated(x, w):
     """Two equal groups (same body and shapes) around a matmul: one kernel."""
     return gnp.abs(gnp.matmul(gnp.abs(x) * 2.0, w)) * 2.0
@@ -139,6 +151,8 @@ def args_of(name, dt):
         return x, dev(SPECIAL_Y, dt), dev([[0.0], [1.0], [-0.5]], dt), dev([[True, False] * 2])
     if name == "repeated":
         return rand((3, 4), dt, 14), rand((4, 4), dt, 15)
+    if name == "more_math":
+        return rand((3, 4), dt, 24), rand((4,), dt, 25)
     assert name == "same_body_other_shapes"
     return rand((3, 4), dt, 16), rand((4,), dt, 17), rand((5,), dt, 18), rand((5,), dt, 19)
 
@@ -146,7 +160,7 @@ def args_of(name, dt):
 FUNCTIONS = dict(tanh_bcast=tanh_bcast, select_mix=select_mix, f64_prog=f64_prog,
                  mlp_grad=gp.value_and_grad(mlp_loss),
                  piecewise_grad=gp.value_and_grad(piecewise_loss, argnums=(0, 1, 2)),
-                 arith=arith, special=special,
+                 arith=arith, special=special, more_math=more_math,
                  logic=logic, repeated=repeated, same_body_other_shapes=same_body_other_shapes)
 GOLDEN_DTYPES = dict(tanh_bcast=np.float32, select_mix=np.float32, f64_prog=np.float64,
                      mlp_grad=np.float32)

@@ -15,12 +15,15 @@ from .elementwise import (
     expm1, sqrt, square, reciprocal, sin, cos, tanh, logistic, sigmoid, abs, absolute,
     sign, maximum, minimum, where, clip, astype, stop_gradient, greater,
     greater_equal, less, less_equal, equal, not_equal, logical_and, logical_or,
-    logical_not, isfinite, isnan)
-from .reductions import sum, mean, max, min, var, std, argmax, argmin
+    logical_not, isfinite, isnan, tan, arcsin, arccos, arctan, arctan2, sinh, cosh,
+    arcsinh, arccosh, arctanh, log2, log10, exp2, hypot, floor, ceil, rint, round,
+    around, asin, acos, atan, atan2, asinh, acosh, atanh)
+from .reductions import sum, prod, cumsum, mean, max, min, var, std, argmax, argmin
 from .shape import (reshape, transpose, broadcast_to, swapaxes, moveaxis, squeeze,
-                    expand_dims, ravel, getitem, concatenate, stack)
-from .linalg import matmul, dot, outer
-from .composites import logsumexp, softmax, log_softmax, relu, softplus
+                    expand_dims, ravel, getitem, concatenate, stack, flip, roll, pad,
+                    split, array_split, take, diagonal, triu, tril)
+from .linalg import matmul, dot, outer, tensordot, einsum, trace
+from .composites import logsumexp, logaddexp, softmax, log_softmax, relu, softplus
 from . import creation
 from .creation import (
     asarray, array, zeros, ones, full, zeros_like, ones_like, full_like, arange,
@@ -54,7 +57,9 @@ def _install_tracer_methods():
         self, shape[0] if len(shape) == 1 and not isinstance(shape[0], int) else shape)
     T.transpose = lambda self, *axes: transpose(self, axes or None)
     for name, f in [("sum", sum), ("mean", mean), ("max", max), ("min", min),
-                    ("var", var), ("std", std), ("argmax", argmax), ("argmin", argmin)]:
+                    ("var", var), ("std", std), ("argmax", argmax), ("argmin", argmin),
+                    ("prod", prod), ("cumsum", cumsum), ("round", round),
+                    ("diagonal", diagonal), ("trace", trace), ("take", take)]:
         setattr(T, name, f)
     T.astype = astype
     T.squeeze = squeeze

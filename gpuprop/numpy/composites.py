@@ -37,3 +37,16 @@ def relu(x):
 def softplus(x):
     """log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)), stable for any x."""
     return ew.add(relu(x), ew.log1p(ew.exp(ew.negative(ew.abs(x)))))
+
+
+def logaddexp(x, y):
+    """log(exp(x) + exp(y)) = max(x, y) + log1p(exp(-|x - y|)), stable for any
+    x, y; equal infinities give themselves, as in NumPy.  At x == y each
+    argument gets half of the gradient (the exact derivative)."""
+    # |x - y| is taken as 0 where x == y, without computing inf - inf there;
+    # p is an array when either argument is (a Python scalar stays weak)
+    same = ew.equal(x, y)
+    p, q = (y, x) if type(x) in (int, float) else (x, y)
+    p = ew.where(same, 0.0, p)
+    gap = ew.abs(ew.subtract(p, ew.where(same, p, q)))
+    return ew.add(ew.maximum(x, y), ew.log1p(ew.exp(ew.negative(gap))))

@@ -83,9 +83,62 @@ tanh_p = _prim("tanh", None,
 logistic_p = _prim("logistic", lambda xp, x: xp.tanh(x * 0.5) * 0.5 + 0.5,
                    lambda g, out, x: multiply(g, multiply(out, subtract(1, out))))
 abs_p = _prim("abs", None, lambda g, out, x: multiply(g, sign(x)))
+LN2, LN10 = float(np.log(2.0)), float(np.log(10.0))     # Python floats: float32 stays
+
+
+def _one_minus_square(x):
+    """1 - x*x as (1 - x)(1 + x): accurate near |x| = 1."""
+    return multiply(subtract(1, x), add(1, x))
+
+
+tan_p = _prim("tan", None,
+              lambda g, out, x: multiply(g, add(1, multiply(out, out))))
+arcsin_p = _prim("arcsin", None,
+                 lambda g, out, x: divide(g, sqrt(_one_minus_square(x))))
+arccos_p = _prim("arccos", None,
+                 lambda g, out, x: negative(divide(g, sqrt(_one_minus_square(x)))))
+arctan_p = _prim("arctan", None,
+                 lambda g, out, x: divide(g, add(1, multiply(x, x))))
+sinh_p = _prim("sinh", None, lambda g, out, x: multiply(g, cosh(x)))
+cosh_p = _prim("cosh", None, lambda g, out, x: multiply(g, sinh(x)))
+arcsinh_p = _prim("arcsinh", None,
+                  lambda g, out, x: divide(g, sqrt(add(multiply(x, x), 1))))
+arccosh_p = _prim("arccosh", None,
+                  lambda g, out, x: divide(g, sqrt(multiply(subtract(x, 1), add(x, 1)))))
+arctanh_p = _prim("arctanh", None,
+                  lambda g, out, x: divide(g, _one_minus_square(x)))
+log2_p = _prim("log2", None, lambda g, out, x: divide(g, multiply(x, LN2)))
+log10_p = _prim("log10", None, lambda g, out, x: divide(g, multiply(x, LN10)))
+exp2_p = _prim("exp2", None, lambda g, out, x: multiply(g, multiply(out, LN2)))
+
+
+def _arctan2_rule(first):
+    """d atan2(y, x) = (x dy - y dx) / (x^2 + y^2)."""
+    def rule(g, out, y, x):
+        r2 = add(multiply(x, x), multiply(y, y))
+        return unbroadcast(divide(multiply(g, x), r2), y) if first else \
+            unbroadcast(negative(divide(multiply(g, y), r2)), x)
+    return rule
+
+
+def _hypot_rule(first):
+    """d hypot(x, y) = (x dx + y dy) / hypot; taken as 0 at the origin (as
+    abs at 0), so that the rule never divides by zero."""
+    def rule(g, out, x, y):
+        me = x if first else y
+        share = divide(multiply(g, me), where(equal(out, 0), 1.0, out))
+        return unbroadcast(share, me)
+    return rule
+
+
+arctan2_p = _prim("arctan2", None, _arctan2_rule(True), _arctan2_rule(False))
+hypot_p = _prim("hypot", None, _hypot_rule(True), _hypot_rule(False))
 
 # ---- piecewise --------------------------------------------------------------
 sign_p = _prim("sign", None)        # derivative 0: no rule
+floor_p = _prim("floor", None)
+ceil_p = _prim("ceil", None)
+rint_p = _prim("rint", None)        # round half to even, as NumPy
 
 
 def _select_rule(first):
@@ -155,6 +208,23 @@ def sin(x): return bind(sin_p, (x,), {})
 def cos(x): return bind(cos_p, (x,), {})
 def tanh(x): return bind(tanh_p, (x,), {})
 def abs(x): return bind(abs_p, (x,), {})
+def tan(x): return bind(tan_p, (x,), {})
+def arcsin(x): return bind(arcsin_p, (x,), {})
+def arccos(x): return bind(arccos_p, (x,), {})
+def arctan(x): return bind(arctan_p, (x,), {})
+def arctan2(y, x): return bind(arctan2_p, (y, x), {})
+def sinh(x): return bind(sinh_p, (x,), {})
+def cosh(x): return bind(cosh_p, (x,), {})
+def arcsinh(x): return bind(arcsinh_p, (x,), {})
+def arccosh(x): return bind(arccosh_p, (x,), {})
+def arctanh(x): return bind(arctanh_p, (x,), {})
+def log2(x): return bind(log2_p, (x,), {})
+def log10(x): return bind(log10_p, (x,), {})
+def exp2(x): return bind(exp2_p, (x,), {})
+def hypot(x, y): return bind(hypot_p, (x, y), {})
+def floor(x): return bind(floor_p, (x,), {})
+def ceil(x): return bind(ceil_p, (x,), {})
+def rint(x): return bind(rint_p, (x,), {})
 def sign(x): return bind(sign_p, (x,), {})
 def maximum(x, y): return bind(maximum_p, (x, y), {})
 def minimum(x, y): return bind(minimum_p, (x, y), {})
@@ -171,6 +241,17 @@ def isfinite(x): return bind(isfinite_p, (x,), {})
 def isnan(x): return bind(isnan_p, (x,), {})
 def square(x): return multiply(x, x)
 def reciprocal(x): return divide(1.0, x)
+
+
+def round(x, decimals=0):
+    """x rounded to `decimals` places, halves to even: NumPy's
+    rint(x * 10**decimals) / 10**decimals.  Its derivative is 0."""
+    decimals = int(decimals)
+    if decimals == 0:
+        return rint(x)
+    if decimals > 0:
+        return divide(rint(multiply(x, 10.0 ** decimals)), 10.0 ** decimals)
+    return multiply(rint(divide(x, 10.0 ** -decimals)), 10.0 ** -decimals)
 
 
 def logistic(x):
@@ -206,3 +287,7 @@ def stop_gradient(x):
 true_divide = divide
 absolute = abs
 sigmoid = logistic
+around = round
+# NumPy 2's short names
+asin, acos, atan, atan2 = arcsin, arccos, arctan, arctan2
+asinh, acosh, atanh = arcsinh, arccosh, arctanh

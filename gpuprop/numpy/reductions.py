@@ -1,4 +1,5 @@
-"""Reductions: sum, max, min (primitives), mean, var, std, argmax, argmin.
+"""Reductions: sum, prod, max, min, cumsum (primitives), mean, var, std,
+argmax, argmin.
 
 `axis` is None, an int (negative counts from the end) or a tuple; the
 primitives receive it normalised to a sorted tuple of non-negative axes.
@@ -49,6 +50,48 @@ sum_p = Primitive(
          sh.broadcast_to(_keep(g, x, axis, keepdims), shape_of(x)),))
 
 
+def _shift(x, s):
+    """x moved s places along its last axis, with ones coming in at the start."""
+    n = shape_of(x)[-1]
+    head = sh.getitem(x, (Ellipsis, slice(0, n - s)))
+    return sh.pad(head, [(0, 0)] * (ndim_of(x) - 1) + [(s, 0)], constant_values=1)
+
+
+def _exclusive_cumprod(x):
+    """The product of the entries before each one along the last axis (1 for
+    the first): a log-depth scan of products with shifted copies (Hillis and
+    Steele).  Made of multiply, pad and slices only, so it is differentiable
+    again, with zeros anywhere."""
+    y, s = _shift(x, 1), 1
+    while s < shape_of(x)[-1]:
+        y = ew.multiply(y, _shift(y, s))
+        s *= 2
+    return y
+
+
+def _prod_rule(g, out, x, axis, keepdims):
+    """d prod / dx_i is the product of the other entries: exclusive products
+    from the left times those from the right, not out / x, so zeros (any
+    number of them) get their exact derivative, at every order."""
+    shape = shape_of(x)
+    axes = tuple(range(len(shape))) if axis is None else axis
+    g = _keep(g, x, axis, keepdims)
+    n = int(np.prod([shape[a] for a in axes]))
+    if n <= 1:      # the product of no other entries is 1
+        return sh.broadcast_to(g, shape)
+    order = [a for a in range(len(shape)) if a not in axes] + list(axes)
+    rows = sh.reshape(sh.transpose(x, order), tuple(shape[a] for a in order[:-len(axes)]) + (n,))
+    left = _exclusive_cumprod(rows)
+    right = sh.flip(_exclusive_cumprod(sh.flip(rows, -1)), -1)
+    others = sh.reshape(ew.multiply(left, right), tuple(shape[a] for a in order))
+    return ew.multiply(g, sh.transpose(others, tuple(np.argsort(order))))
+
+
+prod_p = Primitive(
+    "prod", lambda xp, x, axis, keepdims: xp.prod(x, axis=axis, keepdims=keepdims),
+    _reduction_aval("prod", _sum_dtype), vjp=(_prod_rule,))
+
+
 def _extremum_rule(g, out, x, axis, keepdims):
     # the cotangent is shared equally among the positions that attain the
     # extremum: a valid subgradient when there are ties
@@ -77,6 +120,26 @@ def _reduce(prim, x, axis, keepdims):
 
 def sum(x, axis=None, keepdims=False):
     return _reduce(sum_p, x, axis, keepdims)
+
+
+def prod(x, axis=None, keepdims=False):
+    """Product; its gradient is exact where entries are zero (see _prod_rule)."""
+    return _reduce(prod_p, x, axis, keepdims)
+
+
+cumsum_p = Primitive(
+    "cumsum", lambda xp, x, axis: xp.cumsum(x, axis=axis),
+    lambda x, axis: ShapedArray(shape_of(x), _sum_dtype(dtype_of(x))),
+    # each entry feeds the sums from it to the end: reversed cumsum of g
+    vjp=(lambda g, out, x, axis: sh.flip(cumsum(sh.flip(g, axis), axis), axis),))
+
+
+def cumsum(x, axis=None):
+    """Cumulative sum along one axis; axis None sums over the flattened array."""
+    if axis is None:
+        x, axis = sh.ravel(x), 0
+    (axis,) = normalize_axis("cumsum", _single_axis("cumsum", axis), ndim_of(x))
+    return bind(cumsum_p, (x,), {"axis": axis})
 
 
 def max(x, axis=None, keepdims=False):

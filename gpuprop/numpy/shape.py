@@ -1,6 +1,7 @@
 """Shape primitives: reshape, transpose, broadcast_to, getitem (and its
-transpose scatter_add), concatenate; squeeze, expand_dims, stack, swapaxes
-and ravel are built on them."""
+transpose scatter_add), concatenate, pad; squeeze, expand_dims, stack,
+swapaxes, ravel, flip, roll, split, take, diagonal, triu and tril are built
+on them."""
 from typing import NamedTuple
 
 import numpy as np
@@ -8,7 +9,7 @@ import numpy as np
 from .. import backend
 from ..core import Primitive, ShapedArray, Tracer, bind
 from ._rules import dtype_of, ndim_of, normalize_axis, shape_of
-from . import reductions
+from . import elementwise as ew, reductions
 
 
 def _same_dtype(rule):
@@ -242,3 +243,165 @@ def stack(arrays, axis=0):
     if len(shapes) > 1:
         raise ValueError(f"gnp.stack: all arrays must have the same shape, got {sorted(shapes)}")
     return concatenate([expand_dims(a, axis) for a in arrays], axis=axis)
+
+
+def _one_axis(name, axis, ndim):
+    return normalize_axis(name, int(axis), ndim)[0]
+
+
+def _along(axis, index):
+    """An index that applies `index` to one axis."""
+    return (slice(None),) * axis + (index,)
+
+
+def flip(x, axis=None):
+    """x reversed along `axis` (an int, a tuple, or None for every axis): a view."""
+    n = ndim_of(x)
+    axes = range(n) if axis is None else normalize_axis("flip", axis, n)
+    if not axes:
+        return x
+    return getitem(x, tuple(slice(None, None, -1) if i in axes else slice(None)
+                            for i in range(n)))
+
+
+def roll(x, shift, axis=None):
+    """x shifted cyclically by `shift` places (ints, or tuples paired with
+    `axis`); axis None rolls the flattened array and restores the shape."""
+    if axis is None:
+        return reshape(roll(ravel(x), shift, 0), shape_of(x))
+    shifts, axes = np.broadcast_arrays(np.atleast_1d(np.asarray(shift, dtype=np.int64)),
+                                       np.atleast_1d(np.asarray(axis, dtype=np.int64)))
+    total = {}
+    for s, a in zip(shifts.tolist(), axes.tolist()):
+        a = _one_axis("roll", a, ndim_of(x))
+        total[a] = total.get(a, 0) + s
+    for a, s in total.items():
+        n = shape_of(x)[a]
+        if n and s % n:
+            cut = n - s % n
+            x = concatenate([getitem(x, _along(a, slice(cut, None))),
+                             getitem(x, _along(a, slice(0, cut)))], axis=a)
+    return x
+
+
+def _pad_aval(x, pad_width, constant_values):
+    return ShapedArray(tuple(d + b + a for d, (b, a) in zip(shape_of(x), pad_width)),
+                       dtype_of(x))
+
+
+pad_p = Primitive(
+    "pad", lambda xp, x, pad_width, constant_values: xp.pad(
+        x, pad_width, mode="constant", constant_values=constant_values),
+    _pad_aval,
+    vjp=(lambda g, out, x, pad_width, constant_values: getitem(
+        g, tuple(slice(b, b + d) for d, (b, _) in zip(shape_of(x), pad_width))),))
+
+
+def pad(array, pad_width, mode="constant", constant_values=0):
+    """NumPy's pad in mode "constant" with one scalar fill value; pad_width
+    is an int, (before, after), or one pair per axis.  The gradient is the
+    slice of the cotangent where `array` sits."""
+    if mode != "constant":
+        raise NotImplementedError(f"gnp.pad: mode {mode!r} is not supported, only "
+                                  f"'constant'; build other modes from gnp.concatenate "
+                                  f"of slices")
+    if isinstance(constant_values, Tracer) or np.ndim(constant_values) != 0:
+        raise TypeError(f"gnp.pad: constant_values must be one number (it is not "
+                        f"differentiated), got {type(constant_values).__name__}")
+    widths = np.asarray(pad_width)
+    n = ndim_of(array)
+    try:
+        if widths.dtype.kind not in "iu":
+            raise TypeError
+        widths = np.broadcast_to(widths, (n, 2))
+    except (TypeError, ValueError):
+        raise ValueError(f"gnp.pad: pad_width {pad_width!r} is not an int, a pair "
+                         f"(before, after) or one pair per axis of an array of shape "
+                         f"{shape_of(array)}") from None
+    if (widths < 0).any():
+        raise ValueError(f"gnp.pad: pad widths must be non-negative, got {pad_width!r}")
+    pairs = tuple((int(b), int(a)) for b, a in widths)
+    if not any(b or a for b, a in pairs):
+        return array
+    value = constant_values.item() if isinstance(constant_values, np.generic) else constant_values
+    return bind(pad_p, (array,), {"pad_width": pairs, "constant_values": value})
+
+
+def array_split(x, indices_or_sections, axis=0):
+    """A list of slices of x along `axis`: into n parts (the first ones one
+    longer when n does not divide the length), or at the given indices."""
+    axis = _one_axis("array_split", axis, ndim_of(x))
+    length = shape_of(x)[axis]
+    if isinstance(indices_or_sections, (int, np.integer)):
+        parts = int(indices_or_sections)
+        if parts <= 0:
+            raise ValueError(f"gnp.array_split: the number of sections must be "
+                             f"positive, got {parts}")
+        q, r = divmod(length, parts)
+        cuts = [k * q + min(k, r) for k in range(1, parts)]
+    else:
+        cuts = [int(c) for c in indices_or_sections]
+    starts, stops = [0] + cuts, cuts + [None]
+    return [getitem(x, _along(axis, slice(a, b))) for a, b in zip(starts, stops)]
+
+
+def split(x, indices_or_sections, axis=0):
+    """array_split, requiring n equal parts when given a number of sections."""
+    if isinstance(indices_or_sections, (int, np.integer)):
+        length = shape_of(x)[_one_axis("split", axis, ndim_of(x))]
+        if indices_or_sections <= 0 or length % indices_or_sections:
+            raise ValueError(f"gnp.split: an axis of length {length} does not split "
+                             f"into {indices_or_sections} equal parts; use "
+                             f"gnp.array_split for unequal parts")
+    return array_split(x, indices_or_sections, axis)
+
+
+def take(a, indices, axis=None):
+    """a[..., indices, ...] along `axis` (the flattened array for None): a
+    gather, whose repeated indices sum their cotangents."""
+    if axis is None:
+        a, axis = ravel(a), 0
+    return getitem(a, _along(_one_axis("take", axis, ndim_of(a)), indices))
+
+
+def diagonal(x, offset=0, axis1=0, axis2=1):
+    """The diagonal of the planes (axis1, axis2), as a last axis (NumPy's
+    order): a strided slice of the plane flattened, so its gradient is a
+    scatter into zeros."""
+    n = ndim_of(x)
+    if n < 2:
+        raise ValueError(f"gnp.diagonal: needs an array of at least two dimensions, "
+                         f"got shape {shape_of(x)}")
+    a1, a2 = _one_axis("diagonal", axis1, n), _one_axis("diagonal", axis2, n)
+    if a1 == a2:
+        raise ValueError(f"gnp.diagonal: axis1 and axis2 are both {a1}; they must differ")
+    x = transpose(x, [a for a in range(n) if a not in (a1, a2)] + [a1, a2])
+    *rest, rows, cols = shape_of(x)
+    offset = int(offset)
+    length = max(0, min(rows, cols - offset) if offset >= 0 else min(rows + offset, cols))
+    start = offset if offset >= 0 else -offset * cols     # the flat index of entry 0
+    stop = start + (length - 1) * (cols + 1) + 1 if length else start
+    flat = reshape(x, tuple(rest) + (rows * cols,))
+    return getitem(flat, (Ellipsis, slice(start, stop, cols + 1)))
+
+
+def _triangle(name, x, k, upper):
+    s = shape_of(x)
+    if not s:
+        raise ValueError(f"gnp.{name}: needs an array of at least one dimension")
+    rows, cols = s[-2:] if len(s) > 1 else (s[-1], s[-1])
+    lower = np.tri(rows, cols, int(k) - 1 if upper else int(k), dtype=bool)
+    mask = backend.asarray(~lower if upper else lower)
+    # a masked select, not a product: inf and nan above the diagonal give 0
+    return ew.where(mask, x, False if dtype_of(x) == np.bool_ else 0)
+
+
+def tril(x, k=0):
+    """x with the entries above the k-th diagonal set to 0 (the last two axes;
+    a 1-D x is taken as the rows of a square matrix, as in NumPy)."""
+    return _triangle("tril", x, k, upper=False)
+
+
+def triu(x, k=0):
+    """x with the entries below the k-th diagonal set to 0."""
+    return _triangle("triu", x, k, upper=True)
