@@ -41,6 +41,12 @@ def _infix(op):
 # cast rules: "out" casts operands to the result type; "common" to their
 # promoted type (comparisons); "bool" to bool; "none" leaves them; "branches"
 # casts all but the first (where's condition).
+# NumPy's name -> the C++ function of one argument computing it (rint rounds
+# half to even in the default rounding mode, as NumPy)
+_C_FUNCTIONS = {"tan": "tan", "arcsin": "asin", "arccos": "acos", "arctan": "atan",
+                "sinh": "sinh", "cosh": "cosh", "arcsinh": "asinh", "arccosh": "acosh",
+                "arctanh": "atanh", "log2": "log2", "log10": "log10", "exp2": "exp2",
+                "floor": "floor", "ceil": "ceil", "rint": "rint"}
 EXPRESSIONS = {
     "add": ("out", _infix("+")),
     "subtract": ("out", _infix("-")),
@@ -57,23 +63,9 @@ EXPRESSIONS = {
     "cos": ("out", _fn("cos")),
     "tanh": ("out", _fn("tanh")),
     "abs": ("out", _fn("fabs")),
-    "tan": ("out", _fn("tan")),
-    "arcsin": ("out", _fn("asin")),
-    "arccos": ("out", _fn("acos")),
-    "arctan": ("out", _fn("atan")),
+    **{name: ("out", _fn(c)) for name, c in _C_FUNCTIONS.items()},
     "arctan2": ("out", lambda T, y, x: f"atan2({y}, {x})"),
-    "sinh": ("out", _fn("sinh")),
-    "cosh": ("out", _fn("cosh")),
-    "arcsinh": ("out", _fn("asinh")),
-    "arccosh": ("out", _fn("acosh")),
-    "arctanh": ("out", _fn("atanh")),
-    "log2": ("out", _fn("log2")),
-    "log10": ("out", _fn("log10")),
-    "exp2": ("out", _fn("exp2")),
     "hypot": ("out", lambda T, x, y: f"hypot({x}, {y})"),
-    "floor": ("out", _fn("floor")),
-    "ceil": ("out", _fn("ceil")),
-    "rint": ("out", _fn("rint")),       # round half to even (the default rounding mode)
     "logistic": ("out", lambda T, x: f"(tanh({x} * ({T})0.5) * ({T})0.5 + ({T})0.5)"),
     # NumPy: sign(-0.0) is +0.0, sign(nan) is nan
     "sign": ("out", lambda T, x: f"(({x} > 0) ? ({T})1 : (({x} < 0) ? ({T})-1 : "

@@ -208,23 +208,8 @@ def sin(x): return bind(sin_p, (x,), {})
 def cos(x): return bind(cos_p, (x,), {})
 def tanh(x): return bind(tanh_p, (x,), {})
 def abs(x): return bind(abs_p, (x,), {})
-def tan(x): return bind(tan_p, (x,), {})
-def arcsin(x): return bind(arcsin_p, (x,), {})
-def arccos(x): return bind(arccos_p, (x,), {})
-def arctan(x): return bind(arctan_p, (x,), {})
 def arctan2(y, x): return bind(arctan2_p, (y, x), {})
-def sinh(x): return bind(sinh_p, (x,), {})
-def cosh(x): return bind(cosh_p, (x,), {})
-def arcsinh(x): return bind(arcsinh_p, (x,), {})
-def arccosh(x): return bind(arccosh_p, (x,), {})
-def arctanh(x): return bind(arctanh_p, (x,), {})
-def log2(x): return bind(log2_p, (x,), {})
-def log10(x): return bind(log10_p, (x,), {})
-def exp2(x): return bind(exp2_p, (x,), {})
 def hypot(x, y): return bind(hypot_p, (x, y), {})
-def floor(x): return bind(floor_p, (x,), {})
-def ceil(x): return bind(ceil_p, (x,), {})
-def rint(x): return bind(rint_p, (x,), {})
 def sign(x): return bind(sign_p, (x,), {})
 def maximum(x, y): return bind(maximum_p, (x, y), {})
 def minimum(x, y): return bind(minimum_p, (x, y), {})
@@ -239,6 +224,22 @@ def logical_or(x, y): return bind(logical_or_p, (x, y), {})
 def logical_not(x): return bind(logical_not_p, (x,), {})
 def isfinite(x): return bind(isfinite_p, (x,), {})
 def isnan(x): return bind(isnan_p, (x,), {})
+
+
+def _unary(prim):
+    """The public function of a one-argument primitive, under its name."""
+    def f(x):
+        return bind(prim, (x,), {})
+    f.__name__ = f.__qualname__ = prim.name
+    return f
+
+
+(tan, arcsin, arccos, arctan, sinh, cosh, arcsinh, arccosh, arctanh, log2, log10, exp2,
+ floor, ceil, rint) = map(_unary, (tan_p, arcsin_p, arccos_p, arctan_p, sinh_p, cosh_p,
+                                   arcsinh_p, arccosh_p, arctanh_p, log2_p, log10_p,
+                                   exp2_p, floor_p, ceil_p, rint_p))
+
+
 def square(x): return multiply(x, x)
 def reciprocal(x): return divide(1.0, x)
 

@@ -323,7 +323,7 @@ def pad(array, pad_width, mode="constant", constant_values=0):
     pairs = tuple((int(b), int(a)) for b, a in widths)
     if not any(b or a for b, a in pairs):
         return array
-    value = constant_values.item() if isinstance(constant_values, np.generic) else constant_values
+    value = constant_values.item() if hasattr(constant_values, "item") else constant_values
     return bind(pad_p, (array,), {"pad_width": pairs, "constant_values": value})
 
 
