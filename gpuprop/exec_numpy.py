@@ -17,14 +17,18 @@ import numpy as np
 from . import core
 from .ir import Literal, Var
 
-UFUNCS = frozenset([
-    "add", "subtract", "multiply", "divide", "negative", "power", "exp", "log", "log1p",
-    "expm1", "sqrt", "sin", "cos", "tanh", "abs", "sign", "maximum", "minimum",
-    "greater", "greater_equal", "less", "less_equal", "equal", "not_equal",
-    "logical_and", "logical_or", "logical_not", "isfinite", "isnan"])
 REDUCTIONS = frozenset(["sum", "max", "min"])
-TAKES_OUT = UFUNCS | REDUCTIONS | {"matmul", "clip"}
 VIEWS = frozenset(["reshape", "transpose", "broadcast_to", "stop_gradient"])
+
+
+def is_ufunc(prim):
+    """A primitive that is the backend's ufunc of the same name (NumPy's
+    signature: `out=`, in-place safe)."""
+    return bool(prim.rules.get("direct")) and isinstance(getattr(np, prim.name, None), np.ufunc)
+
+
+def takes_out(prim):
+    return is_ufunc(prim) or prim.name in REDUCTIONS or prim.name in ("matmul", "clip")
 
 
 def is_view(e):
@@ -67,8 +71,8 @@ class Step:
         self.inputs = kernel.inputs if kernel else eqn.inputs
         self.outs = kernel.outputs if kernel else [eqn.out]
 
-    def prim_name(self):
-        return self.eqn.prim.name if self.eqn else "fused"
+    def prim(self):
+        return self.eqn.prim if self.eqn else None
 
 
 def plan_memory(prog, steps, donate=()):
@@ -107,13 +111,13 @@ def plan_memory(prog, steps, donate=()):
             dels[k].append(b)
 
     for k, st in enumerate(steps):
-        name = st.prim_name()
+        prim = st.prim()
         dying = [v for v in dict.fromkeys(st.inputs) if isinstance(v, Var) and last[v] == k]
-        in_place = name in UFUNCS
+        in_place = prim is not None and is_ufunc(prim)
         if in_place:                # a ufunc may overwrite an input it reads last
             for v in dying:
                 release(v, k)
-        if name in TAKES_OUT and pool.get(key(st.outs[0])):
+        if prim is not None and takes_out(prim) and pool.get(key(st.outs[0])):
             b = pool[key(st.outs[0])].pop()
             del released_at[b]
             outs[k] = b
@@ -219,7 +223,7 @@ def _call(e, k, name, out_buf, ns):
     args = [name(v) for v in e.inputs]
     out = f", out={name(out_buf)}" if out_buf is not None else ""
     p = e.prim.name
-    if p in UFUNCS or p in ("matmul", "clip"):
+    if is_ufunc(e.prim) or p in ("matmul", "clip"):
         return f"xp.{p}({', '.join(args)}{out})"
     if p in REDUCTIONS:
         fn = f"xp.{p}"
