@@ -11,7 +11,7 @@ import pytest
 
 import gpuprop as gp
 import gpuprop.numpy as gnp
-from gpuprop import data, nn, optim, train
+from gpuprop import cli, data, nn, optim, train
 from gpuprop.train import Trainer
 from conftest import dev, host
 
@@ -288,10 +288,10 @@ def test_cli_trains_writes_history_and_resumes(tmp_path, backend_name):
     out, ck = tmp_path / "out", tmp_path / "ck"
     args = ["--dataset", "spirals", "--hidden", "16", "--batch-size", "64", "--out", str(out),
             "--checkpoint-dir", str(ck), "--no-progress", "--backend", backend_name]
-    assert train.main(args + ["--epochs", "2", "--schedule", "constant"]) == 0
+    assert cli.main(args + ["--epochs", "2", "--schedule", "constant"]) == 0
     first = json.loads((out / "history.json").read_text())
     assert first["dataset"] == "spirals" and first["history"]["epoch"] == [1, 2]
-    assert train.main(args + ["--epochs", "3", "--schedule", "constant", "--resume"]) == 0
+    assert cli.main(args + ["--epochs", "3", "--schedule", "constant", "--resume"]) == 0
     again = json.loads((out / "history.json").read_text())
     assert again["history"]["epoch"] == [1, 2, 3]
     assert again["history"]["train_loss"][:2] == first["history"]["train_loss"]
@@ -299,19 +299,19 @@ def test_cli_trains_writes_history_and_resumes(tmp_path, backend_name):
 
 
 def test_cli_errors(tmp_path, caplog):
-    assert train.main(["--resume", "--quiet", "--out", str(tmp_path)]) == 1
+    assert cli.main(["--resume", "--quiet", "--out", str(tmp_path)]) == 1
     assert "--resume needs --checkpoint-dir" in caplog.text
-    assert train.main(["--dataset", "fashion-mnist", "--data-dir", str(tmp_path)]) == 1
+    assert cli.main(["--dataset", "fashion-mnist", "--data-dir", str(tmp_path)]) == 1
     assert "apt-get install dataset-fashion-mnist" in caplog.text
     with pytest.raises(SystemExit):
-        train.main(["--optimizer", "adagrad"])
+        cli.main(["--optimizer", "adagrad"])
 
 
 def test_console_script_is_declared():
     tomllib = pytest.importorskip("tomllib")    # Python 3.11+
     with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
         scripts = tomllib.load(f)["project"]["scripts"]
-    assert scripts["gpuprop-train"] == "gpuprop.train:main"
+    assert scripts["gpuprop-train"] == "gpuprop.cli:main"
 
 
 # ---- Fashion-MNIST end to end -----------------------------------------------

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import gpuprop as gp
-from gpuprop import optim, train
+from gpuprop import cli, optim, train
 from test_distributed import _mpiexec
 import train_distributed_worker as worker
 
@@ -129,7 +129,7 @@ def test_cli_distributed_matches_one_process_and_only_rank_0_writes(tmp_path_fac
     assert sorted(os.listdir(dirs[0])) == ["ck", "out"]
     assert os.listdir(dirs[1]) == []
     monkeypatch.chdir(dirs[2])
-    assert train.main(CLI[2:]) == 0
+    assert cli.main(CLI[2:]) == 0
     two, one = (json.loads((d / "out" / "history.json").read_text())
                 for d in (dirs[0], dirs[2]))
     assert two["config"]["distributed"] and not one["config"]["distributed"]
@@ -148,7 +148,7 @@ def test_distributed_without_a_launcher_is_one_process(tmp_path, monkeypatch, ca
                                                       backend_name):
     monkeypatch.chdir(tmp_path)
     with caplog.at_level("INFO", logger="gpuprop.train"):
-        assert train.main([*CLI[2:], "--backend", backend_name, "--epochs", "1",
+        assert cli.main([*CLI[2:], "--backend", backend_name, "--epochs", "1",
                            "--distributed"]) == 0
     assert "; 1 rank (single)" in caplog.text
     assert (tmp_path / "out" / "history.json").exists()

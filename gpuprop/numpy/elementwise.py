@@ -9,7 +9,7 @@ backward pass.
 import numpy as np
 
 from ..core import Primitive, bind
-from ._rules import elementwise_aval, shape_of
+from ._rules import elementwise_aval
 from . import reductions
 
 
