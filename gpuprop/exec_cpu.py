@@ -38,15 +38,21 @@ _PRELUDE = r"""
 #include <cmath>
 using namespace std;
 
-/* Convert the inputs (C-contiguous, right dtype), allocate the outputs, run. */
+/* Convert the inputs (C-contiguous, right dtype); write each output into the
+   buffer given for it after the inputs (when it is a C-contiguous writable
+   array of the right type and size: possibly an input read at the same
+   element), else into a new array; run. */
 static PyObject* run_kernel(PyObject* const* args, Py_ssize_t nargs, int nin,
                             const int* in_types, const npy_intp* in_sizes, int nout,
                             const int* out_types, int nd, const npy_intp* dims,
                             void (*fn)(char**, char**)) {
-    if (nargs != nin) {
-        PyErr_Format(PyExc_TypeError, "fused kernel: %d inputs expected", nin);
+    if (nargs != nin && nargs != nin + nout) {
+        PyErr_Format(PyExc_TypeError, "fused kernel: %d inputs (and optionally %d "
+                     "output buffers) expected", nin, nout);
         return NULL;
     }
+    npy_intp size = 1;
+    for (int d = 0; d < nd; ++d) size *= dims[d];
     PyArrayObject* ins[64]; char* in_data[64]; char* out_data[64];
     PyObject* outs = PyTuple_New(nout);
     if (!outs) return NULL;
@@ -64,8 +70,17 @@ static PyObject* run_kernel(PyObject* const* args, Py_ssize_t nargs, int nin,
         in_data[k] = (char*)PyArray_DATA(ins[k]);
     }
     for (int j = 0; j < nout; ++j) {
-        PyObject* o = PyArray_SimpleNew(nd, (npy_intp*)dims, out_types[j]);
-        if (!o) goto fail;
+        PyObject* o = nargs > nin ? args[nin + j] : Py_None;
+        if (o != Py_None && PyArray_Check(o)
+                && PyArray_IS_C_CONTIGUOUS((PyArrayObject*)o)
+                && PyArray_ISWRITEABLE((PyArrayObject*)o)
+                && PyArray_TYPE((PyArrayObject*)o) == out_types[j]
+                && PyArray_SIZE((PyArrayObject*)o) == size) {
+            Py_INCREF(o);
+        } else {
+            o = PyArray_SimpleNew(nd, (npy_intp*)dims, out_types[j]);
+            if (!o) goto fail;
+        }
         PyTuple_SET_ITEM(outs, j, o);
         out_data[j] = (char*)PyArray_DATA((PyArrayObject*)o);
     }
@@ -139,6 +154,9 @@ def cache_dir():
 
 _loaded = {}
 _lock = threading.Lock()
+
+
+takes_out = True        # kernels accept output buffers after their inputs
 
 
 def accepts(kernel):

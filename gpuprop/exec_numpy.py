@@ -75,9 +75,12 @@ class Step:
         return self.eqn.prim if self.eqn else None
 
 
-def plan_memory(prog, steps, donate=()):
-    """For each step: the buffer (a dead Var) its result is written into, or
-    None, and the names to delete after it.  Returns (outs, dels)."""
+def plan_memory(prog, steps, donate=(), fused_out=False):
+    """For each step: the buffers (dead Vars) its results are written into,
+    [None] where it allocates, and the names to delete after it.  With
+    `fused_out`, fused kernels take buffers too, and may write over an input
+    they read last at the same element (a full-shape base no other input
+    views).  Returns (outs, dels)."""
     n = len(steps)
     last = {}                       # Var -> index of the last step reading it
     for k, st in enumerate(steps):
@@ -92,7 +95,7 @@ def plan_memory(prog, steps, donate=()):
     alive = {v: int(v in last) for v in base}     # base -> live Vars viewing it
     poolable = {v for i, v in enumerate(prog.invars) if i in donate}
     pool, released_at = {}, {}      # (shape, dtype) -> [base]; base -> index
-    outs, dels = [None] * n, [[] for _ in range(n)]
+    outs, dels = [[None] * len(st.outs) for st in steps], [[] for _ in range(n)]
 
     def key(v):
         return (v.aval.shape, v.aval.dtype)
@@ -113,15 +116,23 @@ def plan_memory(prog, steps, donate=()):
     for k, st in enumerate(steps):
         prim = st.prim()
         dying = [v for v in dict.fromkeys(st.inputs) if isinstance(v, Var) and last[v] == k]
-        in_place = prim is not None and is_ufunc(prim)
-        if in_place:                # a ufunc may overwrite an input it reads last
-            for v in dying:
-                release(v, k)
-        if prim is not None and takes_out(prim) and pool.get(key(st.outs[0])):
-            b = pool[key(st.outs[0])].pop()
-            del released_at[b]
-            outs[k] = b
-            dels[k].append(b)       # the buffer lives on under the new name
+        if prim is not None:
+            early = dying if is_ufunc(prim) else []     # a ufunc may overwrite its inputs
+            writes = takes_out(prim)
+        else:
+            writes = fused_out
+            bases = [base[v] for v in st.inputs if isinstance(v, Var)]
+            shapes = {o.aval for o in st.outs}
+            early = [v for v in dying if fused_out and base[v] is v
+                     and v.aval in shapes and bases.count(v) == 1] if writes else []
+        for v in early:
+            release(v, k)
+        for j, o in enumerate(st.outs if writes else ()):
+            if pool.get(key(o)):
+                b = pool[key(o)].pop()
+                del released_at[b]
+                outs[k][j] = b
+                dels[k].append(b)   # the buffer lives on under the new name
         for o in st.outs:
             if st.eqn is not None and is_view(st.eqn):
                 base[o] = base[st.eqn.inputs[0]]
@@ -130,8 +141,8 @@ def plan_memory(prog, steps, donate=()):
                 base[o] = o
                 alive[o] = 1
                 poolable.add(o)
-        if not in_place:
-            for v in dying:
+        for v in dying:
+            if v not in early:
                 release(v, k)
     for b, k in released_at.items():    # never reused: free at the last use
         dels[k].append(b)
@@ -170,21 +181,24 @@ def compile_numpy(prog, xp, donate=(), fuser=None, keep=False):
     ns["xp"] = xp
     check_nans = core.debug.nans      # each equation checked: no fusion then
     steps, module = make_steps(prog, None if check_nans else fuser)
+    fused_out = module is not None and getattr(fuser, "takes_out", False)
     if check_nans:
         ns["_nan"] = _nan_checker(prog)
-    outs, dels = plan_memory(prog, steps, donate)
+    outs, dels = plan_memory(prog, steps, donate, fused_out)
     if check_nans:                  # the check reads inputs after the step
-        outs = [None] * len(steps)
+        outs = [[None] * len(st.outs) for st in steps]
     lines = ["def run(leaves):"]
     if prog.invars:
         lines.append(f"    {', '.join(name(v) for v in prog.invars)}, = leaves")
     for k, st in enumerate(steps):
         if st.kernel is not None:
             ns[st.kernel.name] = getattr(module, st.kernel.name)
+            given = [name(b) if b is not None else "None" for b in outs[k]]
+            args = [name(v) for v in st.inputs] + (given if any(outs[k]) else [])
             lines.append(f"    {', '.join(name(v) for v in st.outs)}, = "
-                         f"{st.kernel.name}({', '.join(name(v) for v in st.inputs)})")
+                         f"{st.kernel.name}({', '.join(args)})")
         else:
-            lines.append(f"    {name(st.eqn.out)} = {_call(st.eqn, k, name, outs[k], ns)}")
+            lines.append(f"    {name(st.eqn.out)} = {_call(st.eqn, k, name, outs[k][0], ns)}")
         if check_nans:
             ins = "".join(f"{name(v)}, " for v in st.inputs)     # literals too: a nan
             lines.append(f"    _nan({k}, ({ins}), {name(st.outs[0])})")

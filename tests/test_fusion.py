@@ -615,3 +615,18 @@ def test_a_failing_compiler_or_cache_leaves_the_program_unfused(monkeypatch, tmp
     out, source = jitted_run(lambda x: x * 3.25 - 1.75, (x,))
     assert "gpuprop_" in source
     np.testing.assert_array_equal(host(out), host(x) * np.float32(3.25) - np.float32(1.75))
+
+
+def test_a_fused_kernel_writes_into_a_donated_buffer_it_reads_last():
+    needs_compiler()
+    f = gp.jit(lambda w, g: w - 0.5 * g, donate_argnums=0)
+    g = np.random.default_rng(41).standard_normal((50, 50)).astype(np.float32)
+    for w in (np.ones((50, 50), np.float32), np.asfortranarray(np.ones((50, 50), np.float32))):
+        want = w - np.float32(0.5) * g
+        out = f(w, g)
+        (compiled,) = f._cache.values()
+        # the donated a0 is passed once more, after the inputs, as the output buffer
+        assert re.search(r"= gpuprop_\w+\((a\d, )+a0\)", compiled.run.source), compiled.run.source
+        np.testing.assert_array_equal(out, want)
+        # written in place when the buffer allows it (C-contiguous), else into a new array
+        assert (out is w) == w.flags.c_contiguous
