@@ -8,8 +8,6 @@ walks the nodes in reverse creation order, calling each primitive's VJP rule;
 the rules bind primitives too, so an enclosing transform records the backward
 pass: that is grad(grad(f)).
 """
-import itertools
-
 import numpy as np
 
 from . import backend
@@ -20,12 +18,10 @@ from .numpy.creation import ones, zeros
 from .numpy.shape import reshape, stack
 from .tree import tree_flatten, tree_unflatten, tree_map
 
-_counter = itertools.count()
-
 
 class Node:
     """One recorded primitive: what its VJP rules need, and its parents."""
-    __slots__ = ("prim", "primals", "out", "params", "parents", "seq")
+    __slots__ = ("prim", "primals", "out", "params", "parents")
 
     def __init__(self, prim, primals, out, params, parents):
         self.prim = prim
@@ -33,7 +29,6 @@ class Node:
         self.out = out
         self.params = params
         self.parents = parents
-        self.seq = next(_counter)    # creation order is a topological order
 
 
 class ReverseTracer(Tracer):
@@ -78,7 +73,9 @@ class ReverseTrace(Trace):
         if (not prim.differentiable or out.dtype.kind not in "fc"
                 or parents.count(None) == len(parents)):
             return ReverseTracer(self, out, None)
-        return ReverseTracer(self, out, Node(prim, primals, out, params, parents))
+        node = Node(prim, primals, out, params, parents)
+        self.main.data.append(node)     # the tape: creation order is a topological order
+        return ReverseTracer(self, out, node)
 
     def process_custom_vjp(self, fun, fwd, bwd, tracers):
         primals = [t.primal for t in tracers]
@@ -86,8 +83,9 @@ class ReverseTrace(Trace):
         if not any(parents):
             return ReverseTracer(self, fun(*primals), None)
         out, residuals = fwd(*primals)
-        rule = _CustomRule(fun, bwd, residuals)
-        return ReverseTracer(self, out, Node(rule, primals, out, {}, parents))
+        node = Node(_CustomRule(fun, bwd, residuals), primals, out, {}, parents)
+        self.main.data.append(node)
+        return ReverseTracer(self, out, node)
 
     @staticmethod
     def concrete(tracer, why):
@@ -117,43 +115,30 @@ class _CustomRule:
 
 
 class _Leaf:
-    """The tape node of an input being differentiated."""
-    __slots__ = ("seq",)
-    prim = None
-
-    def __init__(self):
-        self.seq = next(_counter)
+    """The node of an input being differentiated (not on the tape)."""
+    __slots__ = ()
 
 
 def _inexact(x):
     return np.dtype(x.dtype).kind in "fc"
 
 
-def backward_pass(roots, release):
-    """Cotangents of every node reachable from `roots` [(node, ct)].
+def backward_pass(tape, roots, release):
+    """Cotangents of the nodes of `tape` (a level's nodes in creation order)
+    and of the inputs, from the output cotangents `roots` [(node, ct)].
 
-    Nodes are visited in reverse creation order (a topological order), with
-    no recursion, so chains of any length work.  With `release`, each node
-    drops what it saved as soon as its rule has run."""
-    reachable, stack = {}, [n for n, _ in roots]
-    while stack:
-        n = stack.pop()
-        if n is None or n.seq in reachable:
-            continue
-        reachable[n.seq] = n
-        if n.prim is not None:
-            stack.extend(n.parents)
+    The tape is walked backwards: creation order is a topological order, so
+    no graph search and no recursion, and chains of any length work.  Nodes
+    the outputs do not depend on get no cotangent and are skipped.  With
+    `release`, each node drops what it saved as soon as its rule has run."""
     cts = {}
     for node, ct in roots:
         _accumulate(cts, node, ct)
-    for seq in sorted(reachable, reverse=True):
-        node = reachable[seq]
-        prim = node.prim
-        if prim is None:
-            continue
+    for node in reversed(tape):
         g = cts.pop(node, None)
         if g is not None:
-            args, params, out, rules = node.primals, node.params, node.out, prim.vjp
+            prim, args, params, out = node.prim, node.primals, node.params, node.out
+            rules = prim.vjp
             for i, parent in enumerate(node.parents):
                 if parent is None or (rules is not None and rules[i] is None):
                     continue
@@ -222,7 +207,7 @@ def _vjp(name, f, primals, argnums, has_aux, release):
             raise ValueError(f"{name}: argnums {argnums} out of range for "
                              f"{len(primals)} positional argument(s)")
     primals = list(primals)
-    with new_main(ReverseTrace) as main:
+    with new_main(ReverseTrace, []) as main:     # main.data: the tape
         trace, in_trees = main.trace, []
         for i in nums:
             leaves, td = tree_flatten(primals[i])
@@ -243,10 +228,11 @@ def _vjp(name, f, primals, argnums, has_aux, release):
                 for o in out_leaves]
     out_primals = [o.primal for o in outs]
     out_nodes = [o.node for o in outs]
+    tape = main.data
     aux = _lower_all(aux, main) if has_aux else None
 
     def backward(out_cts):
-        cts = backward_pass([(n, c) for n, c in zip(out_nodes, out_cts) if n is not None],
+        cts = backward_pass(tape, [(n, c) for n, c in zip(out_nodes, out_cts) if n is not None],
                             release)
         grads = []
         for td, leaves, nodes in in_trees:
