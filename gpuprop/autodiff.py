@@ -52,6 +52,11 @@ class ReverseTracer(Tracer):
 class ReverseTrace(Trace):
     name = "grad"
 
+    def __init__(self, main):
+        super().__init__(main)
+        self.tape = main.data               # the nodes, in creation order
+        self.first_level = main.level == 1  # primals are arrays: evaluate directly
+
     def pure(self, val):
         return ReverseTracer(self, val, None)
 
@@ -68,13 +73,13 @@ class ReverseTrace(Trace):
                 primals.append(a)
                 parents.append(None)
         # at the first level the primals are concrete: skip bind's search
-        out = (eval_primitive(prim, primals, params) if self.main.level == 1
+        out = (eval_primitive(prim, primals, params) if self.first_level
                else bind(prim, primals, params))
         if (not prim.differentiable or out.dtype.kind not in "fc"
                 or parents.count(None) == len(parents)):
             return ReverseTracer(self, out, None)
         node = Node(prim, primals, out, params, parents)
-        self.main.data.append(node)     # the tape: creation order is a topological order
+        self.tape.append(node)          # creation order is a topological order
         return ReverseTracer(self, out, node)
 
     def process_custom_vjp(self, fun, fwd, bwd, tracers):
@@ -84,7 +89,7 @@ class ReverseTrace(Trace):
             return ReverseTracer(self, fun(*primals), None)
         out, residuals = fwd(*primals)
         node = Node(_CustomRule(fun, bwd, residuals), primals, out, {}, parents)
-        self.main.data.append(node)
+        self.tape.append(node)
         return ReverseTracer(self, out, node)
 
     @staticmethod

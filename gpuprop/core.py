@@ -203,9 +203,9 @@ class MainTrace:
     def __init__(self, level, trace_type, data=None):
         self.level = level
         self.trace_type = trace_type
-        self.trace = trace_type(self)
         self.alive = True
         self.data = data
+        self.trace = trace_type(self)   # last: a trace may read the fields above
 
 
 _backend_state = backend._state     # read directly: this is the hot path
