@@ -21,8 +21,9 @@ class Backend:
     """One array library: `xp` is its namespace (numpy, cupy, ...)."""
 
     def __init__(self, name, xp, array_types, from_host, to_host, index_add,
-                 describe=None):
+                 describe=None, fuser=None):
         self.name = name
+        self.fuser = fuser              # how jit fuses elementwise groups (None: its default)
         self.xp = xp
         self.array_types = tuple(array_types)
         self.ok_types = frozenset(self.array_types) | SCALAR_TYPES

@@ -4,7 +4,7 @@ into one small C++ extension module with the system's C++ compiler.
 Calling NumPy once per operation costs about a microsecond each, whatever the
 array size; a fused group costs one call.  Used for small groups (where call
 overhead dominates) when a compiler and Python's headers are present;
-GPUPROP_CPU_FUSION=0 turns it off.  Modules are cached on disk by the hash of
+GPUPROP_FUSION=0 turns all fusion off.  Modules are cached on disk by the hash of
 their source, so each program compiles once per machine.
 """
 import hashlib
@@ -131,8 +131,6 @@ def module_source(modname, kernels):
 
 def compiler():
     """The C++ compiler to use, or None when CPU fusion is unavailable."""
-    if os.environ.get("GPUPROP_CPU_FUSION", "").strip() == "0":
-        return None
     inc = sysconfig.get_paths().get("include", "")
     if not os.path.exists(os.path.join(inc, "Python.h")):
         return None

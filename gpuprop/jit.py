@@ -14,6 +14,7 @@ correct; jit(grad(f)) stages the whole backward pass.
 import functools
 import inspect
 import logging
+import os
 import threading
 
 import numpy as np
@@ -327,12 +328,13 @@ def compile_program(prog, donate=(), cuda_graph=None):
     """A function (list of input arrays) -> list of outputs, for the active backend."""
     from .exec_numpy import compile_numpy
     be = backend.current()
+    fuse = os.environ.get("GPUPROP_FUSION", "").strip() != "0"
     if be.name == "cupy":
         from . import exec_cuda
-        run = compile_numpy(prog, be.xp, donate=donate, fuser=exec_cuda)
+        run = compile_numpy(prog, be.xp, donate=donate, fuser=exec_cuda if fuse else None)
         return exec_cuda.as_graph(prog, donate) if cuda_graph else run
-    fuser = None
-    if be.name == "numpy":
+    fuser = be.fuser if fuse else None
+    if fuse and fuser is None and be.name == "numpy":
         from . import exec_cpu
         fuser = exec_cpu if exec_cpu.compiler() else None
     return compile_numpy(prog, be.xp, donate=donate, fuser=fuser)

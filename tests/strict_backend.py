@@ -8,7 +8,9 @@ host/device mixing in gpuprop fails the tests.
 """
 import numpy as np
 
+from gpuprop import fusion
 from gpuprop.backend import Backend
+from gpuprop.ir import Literal
 
 
 class StrictArray:
@@ -156,10 +158,41 @@ class StrictNamespace:
     array = asarray
 
 
+class ReferenceFuser:
+    """The CUDA executor's plan (every fusible group, sums merged with their
+    map) with each kernel's equations evaluated one by one on a backend's
+    namespace: the GPU's fusion plan, exercised without a GPU."""
+    fusible = staticmethod(fusion.fusible)
+    fuse_reductions = True
+
+    def __init__(self, xp=np):
+        self.xp = xp
+
+    @staticmethod
+    def accepts(kernel):
+        return True
+
+    def build(self, kernels):
+        calls = type("Calls", (), {})()
+        for k in kernels:
+            eqns = k.eqns + ([k.reduction] if isinstance(k, fusion.ReduceKernel) else [])
+
+            def call(*ins, k=k, eqns=eqns):
+                env = dict(zip(k.inputs, ins))
+                for e in eqns:
+                    env[e.out] = e.prim.impl(self.xp, *[v.value if isinstance(v, Literal)
+                                                        else env[v] for v in e.inputs],
+                                             **e.params)
+                return [env[v] for v in k.outputs]
+            setattr(calls, k.name, call)
+        return calls
+
+
 def strict_backend():
     xp = StrictNamespace()
     return Backend(
         "strict", xp, (StrictArray,), from_host=xp.asarray,
         to_host=lambda a: a._a.copy(),
         index_add=lambda z, idx, v: np.add.at(z._a, unwrap(idx, "index_add"), unwrap(v, "index_add")),
-        describe="strict test backend (NumPy underneath, CuPy's rules)")
+        describe="strict test backend (NumPy underneath, CuPy's rules and fusion plan)",
+        fuser=ReferenceFuser(xp))

@@ -31,6 +31,7 @@ from gpuprop import exec_cpu, exec_cuda, fusion
 from gpuprop.ir import Literal
 from gpuprop.jit import make_ir
 from conftest import dev, host
+from strict_backend import ReferenceFuser
 
 TOL = {np.float32: dict(rtol=1e-6, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-12)}
 
@@ -456,29 +457,6 @@ def test_reduction_maps_compile_with_nvcc(tmp_path):
     assert res.returncode == 0, res.stderr[-4000:]
 
 
-class ReferenceFuser:
-    """The CUDA executor's plan (every fusible group, sums merged with their
-    map) with each kernel evaluated by NumPy: checks the driver without a GPU."""
-    fusible = staticmethod(fusion.fusible)
-    fuse_reductions = True
-
-    @staticmethod
-    def accepts(kernel):
-        return True
-
-    @staticmethod
-    def build(kernels):
-        calls = type("Calls", (), {})()
-        for k in kernels:
-            def call(*ins, k=k):
-                env = evaluate_eqns(k.eqns, dict(zip(k.inputs, ins)))
-                if isinstance(k, fusion.ReduceKernel):
-                    env = evaluate_eqns([k.reduction], env)
-                return [env[v] for v in k.outputs]
-            setattr(calls, k.name, call)
-        return calls
-
-
 @pytest.mark.parametrize("name,dt", CASES + [("sum_of_squares", np.float32)],
                          ids=CASE_IDS + ["sum_of_squares-float32"])
 def test_the_cuda_plan_evaluated_by_numpy_matches_eager(name, dt):
@@ -486,7 +464,7 @@ def test_the_cuda_plan_evaluated_by_numpy_matches_eager(name, dt):
     f = FUNCTIONS.get(name, sum_of_squares)
     args = args_of(name, dt) if name in FUNCTIONS else (rand((3, 4), dt, 37), rand((4,), dt, 38))
     prog = make_ir(f)(*args)
-    run = compile_numpy(prog, np, fuser=ReferenceFuser)
+    run = compile_numpy(prog, np, fuser=ReferenceFuser())
     assert "gpuprop_" in run.source
     with np.errstate(all="ignore"):
         got, want = run(gp.tree_leaves(args)), gp.tree_leaves(f(*args))
@@ -571,7 +549,7 @@ def test_jit_with_cpu_fusion_matches_eager_and_unfused(name, dt, monkeypatch):
     with np.errstate(all="ignore"):
         eager = f(*args)
         out, source = jitted_run(f, args)
-        monkeypatch.setenv("GPUPROP_CPU_FUSION", "0")
+        monkeypatch.setenv("GPUPROP_FUSION", "0")
         plain, plain_source = jitted_run(f, args)
     assert re.search(r"= gpuprop_\w+\(", source), source      # fusion did happen
     assert "gpuprop_" not in plain_source

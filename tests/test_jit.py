@@ -318,7 +318,7 @@ def test_donated_training_step_computes_the_right_values():
 
 
 def test_donation_lets_the_program_write_into_the_input(monkeypatch):
-    monkeypatch.setenv("GPUPROP_CPU_FUSION", "0")      # NumPy calls, not a fused C++ loop
+    monkeypatch.setenv("GPUPROP_FUSION", "0")      # NumPy calls, not a fused kernel
     f = gp.jit(lambda x: gnp.tanh(x) * 2.0, donate_argnums=0)
     x = np.linspace(-1, 1, 8)
     out = f(dev(x.copy()))
@@ -424,7 +424,7 @@ def test_control_flow_on_a_traced_value_is_an_error(body):
 
 # ---- buffers: reuse is planned, inputs are safe, outputs never alias ----------
 def test_plan_memory_reuses_buffers_in_the_generated_code(monkeypatch):
-    monkeypatch.setenv("GPUPROP_CPU_FUSION", "0")      # NumPy calls, not a fused C++ loop
+    monkeypatch.setenv("GPUPROP_FUSION", "0")      # NumPy calls, not a fused kernel
     params = init_mlp([6, 10, 4])
     x, y = batch(8, 6, 4)
     jstep = gp.jit(sgd_step)
@@ -460,7 +460,7 @@ def test_random_programs_match_eager_and_keep_inputs(monkeypatch, backend_name, 
     the numpy backend, must never change a result."""
     if fusion == "1" and backend_name != "numpy":
         pytest.skip("CPU fusion runs on the numpy backend only")
-    monkeypatch.setenv("GPUPROP_CPU_FUSION", fusion)
+    monkeypatch.setenv("GPUPROP_FUSION", fusion)
     rng = np.random.default_rng(11 + count)
     ops = [lambda x, y: x + y, lambda x, y: x * y - x, lambda x, y: gnp.tanh(x),
            lambda x, y: x.T, lambda x, y: x @ y,
