@@ -197,7 +197,7 @@ def _as_input(name, leaf):
 def _as_output(leaf):
     """A constant output leaf (f ignores its inputs): Python numbers become 0-d
     arrays of the active backend (float -> float64), so they have a dtype."""
-    if type(leaf) in (bool, int, float, complex):
+    if type(leaf) in backend.PY_SCALARS:
         return backend.current().from_host(np.asarray(leaf))
     return leaf
 

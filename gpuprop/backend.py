@@ -13,7 +13,8 @@ import numpy as np
 
 # Python and NumPy scalars are host values that every backend accepts as
 # operands (CuPy does too): they are not arrays living on another device.
-SCALAR_TYPES = frozenset([bool, int, float, complex] + [
+PY_SCALARS = frozenset([bool, int, float, complex])
+SCALAR_TYPES = PY_SCALARS | frozenset([
     t for t in set(np.sctypeDict.values()) if issubclass(t, np.generic)])
 
 

@@ -55,7 +55,7 @@ def aval(x):
     shape rules can apply NumPy's weak promotion to them."""
     if isinstance(x, Tracer):
         return x.aval
-    if type(x) in (bool, int, float, complex):
+    if type(x) in backend.PY_SCALARS:
         return x
     return ShapedArray(x.shape, x.dtype)
 

@@ -20,12 +20,12 @@ import threading
 import numpy as np
 
 from . import backend, core
+from .backend import PY_SCALARS
 from .core import ShapedArray, Trace, Tracer, new_main
 from .ir import Eqn, Literal, Program, Var, optimize
 from .tree import tree_flatten, tree_unflatten
 
 log = logging.getLogger("gpuprop.jit")
-_PY_SCALARS = frozenset([bool, int, float, complex])
 
 
 class TracerControlFlowError(TypeError):
@@ -58,7 +58,7 @@ class StagingTrace(Trace):
     name = "jit"
 
     def pure(self, val):
-        if type(val) in (bool, int, float, complex):
+        if type(val) in PY_SCALARS:
             return StagingTracer(self, Literal(val))
         be = backend.current()
         if not (type(val) in be.ok_types or isinstance(val, be.array_types)):
@@ -111,7 +111,7 @@ def stage(f, args, kwargs, static_argnums=(), name=None):
 
         def to_tracer(label):
             def conv(x):
-                if type(x) in (bool, int, float, complex) or x is None:
+                if type(x) in PY_SCALARS:
                     return x
                 v = Var(ShapedArray(x.shape, x.dtype), frozenset([label]))
                 invars.append(v)
@@ -205,7 +205,7 @@ class Jitted:
         sig, arrays = [], []
         for x in leaves:
             t = type(x)
-            if t in _PY_SCALARS:
+            if t in PY_SCALARS:
                 # Python scalars are static by value; by repr, which tells -0.0
                 # from 0.0 and finds nan equal to nan
                 sig.append((t, repr(x)))
@@ -250,7 +250,7 @@ class Jitted:
         for i, a in enumerate(args):
             if i in static:
                 continue
-            n = sum(1 for x in tree_flatten(a)[0] if type(x) not in (bool, int, float, complex))
+            n = sum(1 for x in tree_flatten(a)[0] if type(x) not in PY_SCALARS)
             if i in self.donate_argnums or (i - len(args)) in self.donate_argnums:
                 donate.update(range(k, k + n))
             k += n

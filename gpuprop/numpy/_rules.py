@@ -1,6 +1,7 @@
 """Shape/dtype rules shared by the primitive families."""
 import numpy as np
 
+from ..backend import PY_SCALARS
 from ..core import ShapedArray, shape_of, short_dtype
 
 
@@ -8,7 +9,7 @@ def describe(x):
     """'f32[2,3]' for arrays and abstract values, the value for Python scalars."""
     if isinstance(x, ShapedArray):
         return str(x)
-    if type(x) in (bool, int, float, complex):
+    if type(x) in PY_SCALARS:
         return repr(x)
     return f"{short_dtype(x.dtype)}[{','.join(map(str, x.shape))}]"
 
