@@ -37,16 +37,18 @@ def _infix(op):
     return lambda T, x, y: f"({x} {op} {y})"
 
 
+# NumPy's name -> the C++ function of one argument computing it (rint rounds
+# half to even in the default rounding mode, as NumPy)
+_C_FUNCTIONS = {
+    "exp": "exp", "log": "log", "log1p": "log1p", "expm1": "expm1", "sqrt": "sqrt",
+    "sin": "sin", "cos": "cos", "tanh": "tanh", "abs": "fabs", "tan": "tan",
+    "arcsin": "asin", "arccos": "acos", "arctan": "atan", "sinh": "sinh", "cosh": "cosh",
+    "arcsinh": "asinh", "arccosh": "acosh", "arctanh": "atanh", "log2": "log2",
+    "log10": "log10", "exp2": "exp2", "floor": "floor", "ceil": "ceil", "rint": "rint"}
 # primitive name -> (operand cast rule, expression of the cast operands)
 # cast rules: "out" casts operands to the result type; "common" to their
 # promoted type (comparisons); "bool" to bool; "none" leaves them; "branches"
 # casts all but the first (where's condition).
-# NumPy's name -> the C++ function of one argument computing it (rint rounds
-# half to even in the default rounding mode, as NumPy)
-_C_FUNCTIONS = {"tan": "tan", "arcsin": "asin", "arccos": "acos", "arctan": "atan",
-                "sinh": "sinh", "cosh": "cosh", "arcsinh": "asinh", "arccosh": "acosh",
-                "arctanh": "atanh", "log2": "log2", "log10": "log10", "exp2": "exp2",
-                "floor": "floor", "ceil": "ceil", "rint": "rint"}
 EXPRESSIONS = {
     "add": ("out", _infix("+")),
     "subtract": ("out", _infix("-")),
@@ -54,15 +56,6 @@ EXPRESSIONS = {
     "divide": ("out", _infix("/")),
     "negative": ("out", lambda T, x: f"(-{x})"),
     "power": ("out", lambda T, x, y: f"pow({x}, {y})"),
-    "exp": ("out", _fn("exp")),
-    "log": ("out", _fn("log")),
-    "log1p": ("out", _fn("log1p")),
-    "expm1": ("out", _fn("expm1")),
-    "sqrt": ("out", _fn("sqrt")),
-    "sin": ("out", _fn("sin")),
-    "cos": ("out", _fn("cos")),
-    "tanh": ("out", _fn("tanh")),
-    "abs": ("out", _fn("fabs")),
     **{name: ("out", _fn(c)) for name, c in _C_FUNCTIONS.items()},
     "arctan2": ("out", lambda T, y, x: f"atan2({y}, {x})"),
     "hypot": ("out", lambda T, x, y: f"hypot({x}, {y})"),

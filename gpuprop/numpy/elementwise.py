@@ -197,20 +197,9 @@ def add(x, y): return bind(add_p, (x, y), {})
 def subtract(x, y): return bind(subtract_p, (x, y), {})
 def multiply(x, y): return bind(multiply_p, (x, y), {})
 def divide(x, y): return bind(divide_p, (x, y), {})
-def negative(x): return bind(negative_p, (x,), {})
 def power(x, y): return bind(power_p, (x, y), {})
-def exp(x): return bind(exp_p, (x,), {})
-def log(x): return bind(log_p, (x,), {})
-def log1p(x): return bind(log1p_p, (x,), {})
-def expm1(x): return bind(expm1_p, (x,), {})
-def sqrt(x): return bind(sqrt_p, (x,), {})
-def sin(x): return bind(sin_p, (x,), {})
-def cos(x): return bind(cos_p, (x,), {})
-def tanh(x): return bind(tanh_p, (x,), {})
-def abs(x): return bind(abs_p, (x,), {})
 def arctan2(y, x): return bind(arctan2_p, (y, x), {})
 def hypot(x, y): return bind(hypot_p, (x, y), {})
-def sign(x): return bind(sign_p, (x,), {})
 def maximum(x, y): return bind(maximum_p, (x, y), {})
 def minimum(x, y): return bind(minimum_p, (x, y), {})
 def greater(x, y): return bind(greater_p, (x, y), {})
@@ -221,9 +210,6 @@ def equal(x, y): return bind(equal_p, (x, y), {})
 def not_equal(x, y): return bind(not_equal_p, (x, y), {})
 def logical_and(x, y): return bind(logical_and_p, (x, y), {})
 def logical_or(x, y): return bind(logical_or_p, (x, y), {})
-def logical_not(x): return bind(logical_not_p, (x,), {})
-def isfinite(x): return bind(isfinite_p, (x,), {})
-def isnan(x): return bind(isnan_p, (x,), {})
 
 
 def _unary(prim):
@@ -234,10 +220,12 @@ def _unary(prim):
     return f
 
 
-(tan, arcsin, arccos, arctan, sinh, cosh, arcsinh, arccosh, arctanh, log2, log10, exp2,
- floor, ceil, rint) = map(_unary, (tan_p, arcsin_p, arccos_p, arctan_p, sinh_p, cosh_p,
-                                   arcsinh_p, arccosh_p, arctanh_p, log2_p, log10_p,
-                                   exp2_p, floor_p, ceil_p, rint_p))
+(negative, exp, log, log1p, expm1, sqrt, sin, cos, tanh, abs, sign, logical_not, isfinite,
+ isnan, tan, arcsin, arccos, arctan, sinh, cosh, arcsinh, arccosh, arctanh, log2, log10, exp2,
+ floor, ceil, rint) = map(_unary, (
+    negative_p, exp_p, log_p, log1p_p, expm1_p, sqrt_p, sin_p, cos_p, tanh_p, abs_p, sign_p,
+    logical_not_p, isfinite_p, isnan_p, tan_p, arcsin_p, arccos_p, arctan_p, sinh_p, cosh_p,
+    arcsinh_p, arccosh_p, arctanh_p, log2_p, log10_p, exp2_p, floor_p, ceil_p, rint_p))
 
 
 def square(x): return multiply(x, x)
