@@ -10,9 +10,9 @@ pass: that is grad(grad(f)).
 """
 import numpy as np
 
-from . import backend
+from . import backend, core
 from .core import (NaNError, ShapedArray, Trace, Tracer, bind, eval_primitive, new_main,
-                   shape_of)
+                   shape_of, size_of)
 from .numpy import elementwise as ew
 from .numpy.creation import ones, zeros
 from .numpy.shape import reshape, stack
@@ -331,7 +331,7 @@ def jacobian(f, argnums=0):
         outs, out_tree, _, backward = _vjp(name, f, args, argnums, False, False)
         rows_per_out = []
         for k, o in enumerate(outs):
-            size = int(np.prod(shape_of(o)))
+            size = size_of(shape_of(o))
             rows = []
             for j in range(size):
                 cts = [zeros(shape_of(p), p.dtype) for p in outs]
@@ -387,10 +387,7 @@ class custom_vjp:
     def __call__(self, *args):
         if self.fwd is None:
             raise TypeError(f"custom_vjp {self.__name__}: call defvjp(fwd, bwd) first")
-        top = None
-        for a in args:
-            if isinstance(a, Tracer) and (top is None or a._trace.main.level > top.level):
-                top = a._trace.main
+        top = core.top_main(args)
         if top is None:
             return self.fun(*args)
         trace = top.trace

@@ -22,9 +22,10 @@ class Backend:
     """One array library: `xp` is its namespace (numpy, cupy, ...)."""
 
     def __init__(self, name, xp, array_types, from_host, to_host, index_add,
-                 describe=None, fuser=None):
+                 describe=None, device="cpu", fuser=None):
         self.name = name
-        self.fuser = fuser              # how jit fuses elementwise groups (None: its default)
+        self.device = device            # "cpu" or "cuda": where its arrays live
+        self.fuser = fuser              # how jit fuses elementwise groups (None: the device's default)
         self.xp = xp
         self.array_types = tuple(array_types)
         self.ok_types = frozenset(self.array_types) | SCALAR_TYPES
@@ -69,7 +70,7 @@ def _cupy_backend():
     name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
     name = name.decode() if isinstance(name, bytes) else name
     return Backend("cupy", cupy, (cupy.ndarray,), cupy.asarray, cupy.asnumpy,
-                   cupyx.scatter_add, f"CuPy on {name}")
+                   cupyx.scatter_add, f"CuPy on {name}", device="cuda")
 
 
 # name -> factory; a factory runs once, when the backend is first used, so

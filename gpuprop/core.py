@@ -25,7 +25,7 @@ class ShapedArray:
         self.dtype = np.dtype(dtype)
 
     ndim = property(lambda self: len(self.shape))
-    size = property(lambda self: int(np.prod(self.shape, dtype=np.int64)))
+    size = property(lambda self: size_of(self.shape))
 
     def __eq__(self, other):
         return (isinstance(other, ShapedArray) and self.shape == other.shape
@@ -36,6 +36,11 @@ class ShapedArray:
 
     def __repr__(self):
         return f"{short_dtype(self.dtype)}[{','.join(map(str, self.shape))}]"
+
+
+def size_of(shape):
+    """The number of elements of an array of `shape` (1 for ())."""
+    return int(np.prod(shape, dtype=np.int64))
 
 
 def short_dtype(dtype):
@@ -61,7 +66,7 @@ def aval(x):
 
 
 class Primitive:
-    """A named operation with its rules.
+    """A named operation with every fact about it.
 
     impl(xp, *args, **params)           runs on the backend namespace `xp`
     abstract_eval(*avals, **params)     ShapedArray of the output; raises the
@@ -71,10 +76,24 @@ class Primitive:
                                         written with gpuprop.numpy; None entries
                                         (or vjp=None) mean not differentiable
     vjp_variadic(i, g, out, *args, **params)   for primitives of any arity
+
+    What executors and passes need (keyword-only):
+    backend_fn   impl is `xp.<name>(*args, **params)`: called by name, directly
+    ufunc        that function is a ufunc: it may write over an input it reads
+    takes_out    that function writes into `out=` (a planned buffer)
+    method       impl is `x.<name>(params[method])`: emitted as a method call
+    view         the result may be a view of the first argument: a bool, or
+                 a predicate (*args, **params) -> bool
+    reduce_ufunc a NumPy reduction that is this ufunc's `.reduce` (skips the
+                 wrapper of np.sum & co)
+    compose      f(f(x, p), q) == f(x, compose(p, q)): the two calls merge
+    is_identity  (aval of x, **params) -> bool: f(x) == x bit for bit
+    unit         an operand equal to this constant leaves the other unchanged
     """
 
-    def __init__(self, name, impl, abstract_eval, vjp=None, vjp_variadic=None,
-                 **rules):
+    def __init__(self, name, impl, abstract_eval, vjp=None, vjp_variadic=None, *,
+                 backend_fn=False, ufunc=False, takes_out=False, method=None, view=False,
+                 reduce_ufunc=None, compose=None, is_identity=None, unit=None):
         self.name = name
         self.impl = impl
         self.impls = {}         # backend -> impl with the namespace bound
@@ -82,13 +101,21 @@ class Primitive:
         self.vjp = vjp
         self.vjp_variadic = vjp_variadic
         self.differentiable = vjp is not None or vjp_variadic is not None
-        self.rules = rules      # further per-transform rules (e.g. fusion templates)
+        self.backend_fn = backend_fn
+        self.ufunc = ufunc
+        self.takes_out = takes_out or self.ufunc
+        self.method = method
+        self.view = view
+        self.reduce_ufunc = reduce_ufunc
+        self.compose = compose
+        self.is_identity = is_identity
+        self.unit = unit
 
     def impl_for(self, xp):
         """impl with `xp` bound; an implementation that is just `xp.<name>`
         (a ufunc) is called directly, saving a Python frame per operation."""
         direct = getattr(xp, self.name, None)
-        if direct is not None and self.rules.get("direct"):
+        if direct is not None and self.backend_fn:
             return direct
         return functools.partial(self.impl, xp)
 
@@ -109,7 +136,7 @@ class Tracer:
     shape = property(lambda self: self.aval.shape)
     dtype = property(lambda self: self.aval.dtype)
     ndim = property(lambda self: len(self.shape))
-    size = property(lambda self: int(np.prod(self.shape, dtype=np.int64)))
+    size = property(lambda self: size_of(self.shape))
 
     def __len__(self):
         if not self.shape:
@@ -208,9 +235,6 @@ class MainTrace:
         self.trace = trace_type(self)   # last: a trace may read the fields above
 
 
-_backend_state = backend._state     # read directly: this is the hot path
-
-
 class _Stack(threading.local):
     def __init__(self):
         self.mains = []
@@ -232,23 +256,35 @@ def new_main(trace_type, data=None):
         main.alive = False
 
 
-def bind(prim, args, params):
+def tracing():
+    """Whether a transform is active in this thread."""
+    return bool(_stack.mains)
+
+
+def top_main(args):
+    """The highest level among the tracers in `args` (None: no tracer); a
+    tracer of a finished transform is an error."""
     top = None
     for a in args:
         if isinstance(a, Tracer):
             m = a._trace.main
             if top is None or m.level > top.level:
                 top = m
+    if top is not None and not top.alive:
+        raise leaked(next(a for a in args if isinstance(a, Tracer) and a._trace.main is top))
+    return top
+
+
+def bind(prim, args, params):
+    top = top_main(args)
     if top is None:
         return eval_primitive(prim, args, params)
-    if not top.alive:
-        raise leaked(next(a for a in args if isinstance(a, Tracer) and a._trace.main is top))
     return top.trace.process_primitive(prim, args, params)
 
 
 def eval_primitive(prim, args, params):
     """Run a primitive on concrete arrays of the active backend."""
-    be = _backend_state.override or backend._default or backend.current()
+    be = backend.current()
     ok = be.ok_types
     for a in args:
         if type(a) not in ok:

@@ -1,15 +1,7 @@
 """Moving whole pytrees between the host and the active backend's device."""
 from . import backend
-from .core import Tracer
+from .numpy.creation import asarray
 from .tree import tree_map
-
-
-def asarray(x, dtype=None):
-    """An array of the active backend (copied to its device if needed); a
-    tracer (inside grad/jit) is already one and passes through."""
-    if isinstance(x, Tracer):
-        return x if dtype is None else x.astype(dtype)
-    return backend.asarray(x, dtype)
 
 
 def device_put(tree):

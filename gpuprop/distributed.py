@@ -40,7 +40,7 @@ import traceback
 import numpy as np
 
 from . import backend
-from .core import Tracer
+from .core import Tracer, size_of
 from .tree import tree_flatten, tree_unflatten
 
 DEFAULT_TIMEOUT = 300.0
@@ -143,7 +143,7 @@ def _restore(x, like):
 
 def pack(xp, leaves, dtype, extra=0):
     """One flat `dtype` buffer of `xp` holding every leaf, then `extra` slots."""
-    sizes = [int(np.prod(x.shape)) for x in leaves]
+    sizes = [size_of(x.shape) for x in leaves]
     buf = xp.empty(sum(sizes) + extra, dtype=dtype)
     start = 0
     for x, n in zip(leaves, sizes):
@@ -157,7 +157,7 @@ def unpack(xp, buf, leaves):
     (real leaves of a complex buffer: its real part)."""
     out, start = [], 0
     for x in leaves:
-        n = int(np.prod(x.shape))
+        n = size_of(x.shape)
         part = buf[start:start + n]
         if buf.dtype.kind == "c" and np.dtype(x.dtype).kind != "c":
             part = xp.real(part)
@@ -171,7 +171,7 @@ def _slots(leaves):
     offsets, total = [], 0
     for x in leaves:
         offsets.append(total)
-        nbytes = int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize
+        nbytes = size_of(x.shape) * np.dtype(x.dtype).itemsize
         total += -(-nbytes // _ALIGN) * _ALIGN
     return offsets, total
 
@@ -192,7 +192,7 @@ def unpack_bytes(buf, leaves):
     out = []
     for x, start in zip(leaves, offsets):
         dt = np.dtype(x.dtype)
-        nbytes = int(np.prod(x.shape)) * dt.itemsize
+        nbytes = size_of(x.shape) * dt.itemsize
         out.append(_restore(buf[start:start + nbytes].view(dt), x))
     return out
 
@@ -234,7 +234,7 @@ def _host_values(op, tree):
 def _host_results(flat, td, kinds):
     out, start = [], 0
     for shape, integral in kinds:
-        n = int(np.prod(shape))
+        n = size_of(shape)
         part = flat[start:start + n]
         start += n
         if integral:
@@ -312,7 +312,7 @@ class Communicator:
             buf /= self.size
             return tree_unflatten(td, unpack(be.xp, buf, leaves))
         if weight == 0:
-            buf = be.xp.zeros(sum(int(np.prod(x.shape)) for x in leaves) + 1, dtype=dtype)
+            buf = be.xp.zeros(sum(size_of(x.shape) for x in leaves) + 1, dtype=dtype)
         else:
             buf = pack(be.xp, leaves, dtype, extra=1)
             n = buf.shape[0] - 1

@@ -1,14 +1,16 @@
-"""The staged program: variables, equations, a printer, and the passes.
+"""The staged program: variables, equations, a printer, its meaning and its
+invariants.
 
 A `Program` is straight-line code: typed input variables, one `Eqn` per
 primitive (inputs are variables or Python-scalar literals), and outputs.
 Constants (arrays captured or folded while tracing) are variables bound to
-values.  Passes: dead-code elimination, common-subexpression elimination, and
-grouping of elementwise equations for fusion.
+values.  `eval_program` is the reference meaning of a program (every
+executor must agree with it); `check` verifies what every pass must keep.
+The passes themselves are in gpuprop/compile/passes.py.
 """
 import numpy as np
 
-from . import backend
+from .core import ShapedArray, bind
 
 
 class Var:
@@ -105,119 +107,58 @@ def format_program(prog):
     return "\n".join(lines)
 
 
-# ---- passes -----------------------------------------------------------------
-def dce(prog):
-    """Drop equations whose results are never used (and unused constants)."""
-    live = {v for v in prog.outvars if isinstance(v, Var)}
-    kept = []
-    for e in reversed(prog.eqns):
-        if e.out in live:
-            kept.append(e)
-            live.update(v for v in e.inputs if isinstance(v, Var))
-    consts = {v: x for v, x in prog.consts.items() if v in live}
-    return Program(prog.invars, consts, kept[::-1], prog.outvars, prog.name)
+# ---- meaning and invariants ---------------------------------------------------
+def eval_program(prog, *args):
+    """The program's outputs for `args` (one per input variable), each
+    equation bound in order: the reference that generated executors and
+    fused kernels must match.  Under a transform it is traced like any
+    function of gpuprop.numpy."""
+    if len(args) != len(prog.invars):
+        raise TypeError(f"eval_program({prog.name}): {len(prog.invars)} input(s) expected, "
+                        f"got {len(args)}")
+    env = dict(zip(prog.invars, args))
+    env.update(prog.consts)
 
-
-def _key(e, rename):
-    ins = tuple(("v", id(rename.get(v, v))) if isinstance(v, Var)
-                # repr tells -0.0 from 0.0 (x + 0.0 differs from x + -0.0)
-                else ("l", type(v.value), repr(v.value)) for v in e.inputs)
-    try:
-        return (e.prim, ins, tuple(sorted(e.params.items())))
-    except TypeError:     # unhashable parameter: never merged
-        return None
-
-
-def cse(prog):
-    """Compute each (primitive, inputs, params) once."""
-    seen, rename, eqns = {}, {}, []
+    def read(v):
+        return v.value if isinstance(v, Literal) else env[v]
     for e in prog.eqns:
-        inputs = [rename.get(v, v) if isinstance(v, Var) else v for v in e.inputs]
-        e = Eqn(e.prim, inputs, e.params, e.out)
-        k = _key(e, rename)
-        try:
-            hit = seen.get(k) if k is not None else None
-        except TypeError:
-            hit, k = None, None
-        if hit is not None:
-            rename[e.out] = hit
-            continue
-        if k is not None:
-            seen[k] = e.out
-        eqns.append(e)
-    outvars = [rename.get(v, v) if isinstance(v, Var) else v for v in prog.outvars]
-    return Program(prog.invars, prog.consts, eqns, outvars, prog.name)
+        env[e.out] = bind(e.prim, tuple(map(read, e.inputs)), e.params)
+    return [read(v) for v in prog.outvars]
 
 
-def simplify(prog):
-    """Peephole rewrites that the backward pass of a backward pass makes
-    common: transpose of a transpose, reshape of a reshape, and products with
-    a constant of ones (the folded cotangent of a sum).  Only exact ones:
-    x * 1 == x bit for bit, where x + 0 is not (-0.0 + 0.0 is +0.0)."""
-    made = {e.out: e for e in prog.eqns}
-    rename, eqns = {}, []
-    ones = {v for v, val in prog.consts.items() if _all_ones(val)}
-
-    def r(v):
-        return rename.get(v, v) if isinstance(v, Var) else v
-
-    for e in prog.eqns:
-        e = Eqn(e.prim, [r(v) for v in e.inputs], e.params, e.out)
-        name, x = e.prim.name, e.inputs[0] if e.inputs else None
-        inner = made.get(x) if isinstance(x, Var) else None
-        if name in ("transpose", "reshape") and inner is not None and inner.prim is e.prim:
-            y = inner.inputs[0]
-            if name == "transpose":
-                axes = tuple(inner.params["axes"][a] for a in e.params["axes"])
-                identity = axes == tuple(range(len(axes)))
-                e = Eqn(e.prim, [y], {"axes": axes}, e.out)
-            else:
-                identity = y.aval.shape == e.out.aval.shape
-                e = Eqn(e.prim, [y], e.params, e.out)
-            if identity and y.aval == e.out.aval:
-                rename[e.out] = y
-                continue
-        if name == "multiply":
-            a, b = e.inputs
-            keep = b if a in ones else a if b in ones else None
-            if isinstance(keep, Var) and keep.aval == e.out.aval:
-                rename[e.out] = keep
-                continue
-        made[e.out] = e
-        eqns.append(e)
-    return Program(prog.invars, prog.consts, eqns, [r(v) for v in prog.outvars], prog.name)
+class ProgramError(ValueError):
+    """A program that breaks an invariant of the IR (a bug in a pass or a rule)."""
 
 
-def _all_ones(val):
-    host = backend.to_host(val)
-    return host.dtype.kind in "fc" and bool((host == 1).all())
+def check(prog):
+    """Raise ProgramError unless: every variable is assigned once, defined
+    before it is used, and each equation's output has the shape and dtype
+    that its primitive's shape rule gives; constants match their values."""
+    defined = set()
 
+    def define(v, what):
+        if v in defined:
+            raise ProgramError(f"{prog.name}: {what} {v} is assigned twice")
+        defined.add(v)
 
-def optimize(prog):
-    return dce(cse(simplify(prog)))
-
-
-def group_elementwise(prog, fusible):
-    """Partition the equations into steps: a single equation, or a group of
-    elementwise equations (`fusible(eqn)`) with one output shape, run together
-    at the place of the group's first equation.  An equation joins the latest
-    group of its shape whose start already has all of its inputs available."""
-    steps = []              # each: list of Eqn
-    shape_groups = {}       # shape -> [step index of groups with that shape]
-    where = {}              # Var -> step index that produces it
-    for e in prog.eqns:
-        if fusible(e):
-            produced = [where.get(v, -1) for v in e.inputs if isinstance(v, Var)]
-            for gi in reversed(shape_groups.get(e.out.aval.shape, [])):
-                if all(p <= gi for p in produced):
-                    steps[gi].append(e)
-                    where[e.out] = gi
-                    break
-            else:
-                shape_groups.setdefault(e.out.aval.shape, []).append(len(steps))
-                where[e.out] = len(steps)
-                steps.append([e])
-        else:
-            where[e.out] = len(steps)
-            steps.append([e])
-    return steps
+    for v in prog.invars:
+        define(v, "input")
+    for v, val in prog.consts.items():
+        define(v, "constant")
+        if v.aval != ShapedArray(val.shape, val.dtype):
+            raise ProgramError(f"{prog.name}: constant {v} holds a value of "
+                               f"{ShapedArray(val.shape, val.dtype)}")
+    for k, e in enumerate(prog.eqns):
+        for v in e.inputs:
+            if isinstance(v, Var) and v not in defined:
+                raise ProgramError(f"{prog.name}: equation {k} ({e.prim.name}) reads {v} "
+                                   f"before it is defined")
+        want = e.prim.abstract_eval(*[v.aval for v in e.inputs], **e.params)
+        if want != e.out.aval:
+            raise ProgramError(f"{prog.name}: equation {k} ({e.prim.name}) has output "
+                               f"{e.out.aval}, its shape rule gives {want}")
+        define(e.out, f"the output of equation {k} ({e.prim.name})")
+    for v in prog.outvars:
+        if isinstance(v, Var) and v not in defined:
+            raise ProgramError(f"{prog.name}: output {v} is never defined")
+    return prog

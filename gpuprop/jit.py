@@ -2,10 +2,10 @@
 
 `jit(f)` traces f once per signature (pytree structure, shapes, dtypes,
 static values, backend) with abstract tracers into a `Program`, optimises it
-(ir.optimize) and compiles it with the active backend's executor: generated
-straight-line NumPy code with buffer reuse, or fused CuPy kernels (optionally
-replayed as a CUDA graph).  Later calls with the same signature run only the
-compiled program.
+(compile.passes) and compiles it for the active backend (compile: generated
+straight-line code with buffer reuse and fused kernels, optionally replayed
+as a CUDA graph).  Later calls with the same signature run only the compiled
+program.
 
 Inside another transform (grad(jit(f)), jit(jit(f))) a jitted function is
 inlined: the enclosing transform sees its primitives, so every composition is
@@ -14,16 +14,18 @@ correct; jit(grad(f)) stages the whole backward pass.
 import functools
 import inspect
 import logging
-import os
 import threading
+from typing import NamedTuple
 
 import numpy as np
 
 from . import backend, core
 from .backend import PY_SCALARS
 from .core import ShapedArray, Trace, Tracer, new_main
-from .ir import Eqn, Literal, Program, Var, optimize
-from .tree import tree_flatten, tree_unflatten
+from .compile import compile_program
+from .compile.passes import optimize
+from .ir import Eqn, Literal, Program, Var
+from .tree import tree_flatten, tree_map, tree_unflatten
 
 log = logging.getLogger("gpuprop.jit")
 
@@ -118,21 +120,16 @@ def stage(f, args, kwargs, static_argnums=(), name=None):
                 return StagingTracer(trace, v)
             return conv
 
-        targs = [a if i in static_argnums else _map_leaves(to_tracer(names[i]), a)
+        targs = [a if i in static_argnums else tree_map(to_tracer(names[i]), a)
                  for i, a in enumerate(args)]
         # in sorted order, as tree_flatten orders a dict: the order of the leaves
         # Jitted passes to the compiled program
-        tkwargs = {k: _map_leaves(to_tracer(k), kwargs[k]) for k in sorted(kwargs)}
+        tkwargs = {k: tree_map(to_tracer(k), kwargs[k]) for k in sorted(kwargs)}
         out = f(*targs, **tkwargs)
         out_leaves, out_tree = tree_flatten(out)
         outvars = [trace.full_raise(o).var for o in out_leaves]
     consts = {v: val for v, val in main.data.consts.values()}
     return optimize(Program(invars, consts, main.data.eqns, outvars, name)), out_tree
-
-
-def _map_leaves(fn, tree):
-    leaves, td = tree_flatten(tree)
-    return tree_unflatten(td, [fn(x) for x in leaves])
 
 
 def make_ir(f, static_argnums=()):
@@ -150,129 +147,29 @@ def _as_tuple(x):
     return (x,) if isinstance(x, int) else tuple(x)
 
 
-class Jitted:
-    """A function compiled per signature; call it like the original."""
-
-    def __init__(self, f, static_argnums, static_argnames, donate_argnums, cuda_graph):
-        functools.update_wrapper(self, f)
-        self.fun = f
-        self.static_argnums = _as_tuple(static_argnums)
-        self.static_argnames = tuple((static_argnames,) if isinstance(static_argnames, str)
-                                     else static_argnames)
-        # a static argument may be passed by position or by name, as in JAX
-        try:
-            sig = [p.name for p in inspect.signature(f).parameters.values()
-                   if p.kind is p.POSITIONAL_OR_KEYWORD]
-        except (TypeError, ValueError):
-            sig = []
-        self._named_pos = tuple(sig.index(k) for k in self.static_argnames if k in sig)
-        self._num_names = {i: sig[i] for i in self.static_argnums if -len(sig) <= i < len(sig)}
-        self.static_argnames += tuple(k for k in self._num_names.values()
-                                      if k not in self.static_argnames)
-        self.donate_argnums = _as_tuple(donate_argnums)
-        self.cuda_graph = cuda_graph
-        self._cache = {}
-        self._lock = threading.Lock()
-        self._last = None
-        self.traces = 0             # how many times f was traced
-
-    def __call__(self, *args, **kwargs):
-        if core._stack.mains:       # inside another transform: inline
-            return self.fun(*args, **kwargs)
-        key, leaves = self._signature(args, kwargs)
-        compiled = self._cache.get(key)
-        if compiled is None:
-            compiled = self._compile(key, args, kwargs)
-        return compiled(leaves)
-
-    def _signature(self, args, kwargs):
-        be = backend.current()
-        n = len(args)
-        for i in self.static_argnums:
-            if not -n <= i < n and self._num_names.get(i) not in kwargs:
-                raise ValueError(f"jit({self.__name__}): static_argnums {i} is out of "
-                                 f"range for {n} positional argument(s)")
-        if self.static_argnums or self._named_pos or kwargs:
-            pos = self._static_pos(n)
-            static = [_hashable(self.__name__, f"argument {i}", args[i]) for i in sorted(pos)]
-            static_kw = tuple((k, _hashable(self.__name__, f"argument {k!r}", kwargs[k]))
-                              for k in sorted(kwargs) if k in self.static_argnames)
-            dyn = (tuple(a for i, a in enumerate(args) if i not in pos),
-                   {k: v for k, v in kwargs.items() if k not in self.static_argnames})
-        else:                       # the common call: positional arrays only
-            static, static_kw, dyn = (), (), args
-        leaves, tree = tree_flatten(dyn)
-        sig, arrays = [], []
-        for x in leaves:
-            t = type(x)
-            if t in PY_SCALARS:
-                # Python scalars are static by value; by repr, which tells -0.0
-                # from 0.0 and finds nan equal to nan
-                sig.append((t, repr(x)))
-            elif t in be.ok_types or isinstance(x, be.array_types):
-                sig.append((x.shape, x.dtype))
-                arrays.append(x)
-            elif isinstance(x, Tracer):
-                raise core.leaked(x)
-            else:
-                raise backend.mismatch(f"jit({self.__name__})", x, be)
-        key = (be.name, tree, tuple(sig), tuple(static), static_kw, core.debug.nans)
-        return key, arrays
-
-    def _static_pos(self, n):
-        return ({i % n for i in self.static_argnums if -n <= i < n} |
-                {i for i in self._named_pos if i < n})
-
-    def _compile(self, key, args, kwargs):
-        with self._lock:
-            compiled = self._cache.get(key)
-            if compiled is not None:
-                return compiled
-            if self._last is not None:
-                log.debug("jit(%s): retracing: %s", self.__name__,
-                          _describe_change(self._last, key))
-            static = self._static_pos(len(args))
-            skw = {k: v for k, v in kwargs.items() if k in self.static_argnames}
-            fun = functools.partial(self.fun, **skw) if skw else self.fun
-            dkw = {k: v for k, v in kwargs.items() if k not in self.static_argnames}
-            prog, out_tree = stage(fun, args, dkw, static, self.__name__)
-            self.traces += 1
-            donate = self._donated_inputs(args, static)
-            run = compile_program(prog, donate=donate, cuda_graph=self.cuda_graph)
-            compiled = _Compiled(prog, run, out_tree, donate)
-            self._cache[key] = compiled
-            self._last = key
-            return compiled
-
-    def _donated_inputs(self, args, static):
-        """Indices (among the program's inputs) of donated array leaves."""
-        donate, k = set(), 0
-        for i, a in enumerate(args):
-            if i in static:
-                continue
-            n = sum(1 for x in tree_flatten(a)[0] if type(x) not in PY_SCALARS)
-            if i in self.donate_argnums or (i - len(args)) in self.donate_argnums:
-                donate.update(range(k, k + n))
-            k += n
-        return donate
-
-    def lower(self, *args, **kwargs):
-        """The optimised Program for these arguments (as make_ir)."""
-        skw = {k: v for k, v in kwargs.items() if k in self.static_argnames}
-        fun = functools.partial(self.fun, **skw) if skw else self.fun
-        dkw = {k: v for k, v in kwargs.items() if k not in self.static_argnames}
-        return stage(fun, args, dkw, self._static_pos(len(args)), self.__name__)[0]
-
-    def __get__(self, obj, objtype=None):      # as a method
-        return self if obj is None else functools.partial(self, obj)
+class Signature(NamedTuple):
+    """What a compiled program depends on: the key of jit's cache."""
+    backend: str
+    tree: object            # the TreeDef of the dynamic arguments
+    leaves: tuple           # per leaf: (shape, dtype), or (type, repr) of a Python scalar
+    static: tuple           # values of static positional arguments
+    static_kw: tuple        # (name, value) of static keyword arguments
+    debug_nans: bool
 
 
-class _Compiled:
+class Compiled:
+    """One signature's compiled program: `program` (the optimised IR),
+    `source` (the generated code), `kernels` (fused kernels) and `launches`
+    (calls into the backend per run)."""
     __slots__ = ("program", "run", "out_tree", "donate")
 
     def __init__(self, program, run, out_tree, donate=()):
         self.program, self.run, self.out_tree = program, run, out_tree
         self.donate = frozenset(donate)
+
+    source = property(lambda self: self.run.source)
+    kernels = property(lambda self: self.run.kernels)
+    launches = property(lambda self: self.run.launches)
 
     def __call__(self, leaves):
         if self.donate:
@@ -295,6 +192,129 @@ class _Compiled:
                     f"in a donated argument, whose buffer the program may overwrite "
                     f"while reading it; pass a copy of one of them")
 
+    def __repr__(self):
+        return (f"<Compiled {self.program.name}: {len(self.program.eqns)} equations, "
+                f"{self.launches} launches, {self.kernels} fused kernels>")
+
+
+class Jitted:
+    """A function compiled per signature; call it like the original."""
+
+    def __init__(self, f, static_argnums, static_argnames, donate_argnums, cuda_graph):
+        functools.update_wrapper(self, f)
+        self.fun = f
+        self.static_argnums = _as_tuple(static_argnums)
+        self.static_argnames = tuple((static_argnames,) if isinstance(static_argnames, str)
+                                     else static_argnames)
+        # a static argument may be passed by position or by name, as in JAX
+        try:
+            sig = [p.name for p in inspect.signature(f).parameters.values()
+                   if p.kind is p.POSITIONAL_OR_KEYWORD]
+        except (TypeError, ValueError):
+            sig = []
+        self._named_pos = tuple(sig.index(k) for k in self.static_argnames if k in sig)
+        self._num_names = {i: sig[i] for i in self.static_argnums if -len(sig) <= i < len(sig)}
+        self.static_argnames += tuple(k for k in self._num_names.values()
+                                      if k not in self.static_argnames)
+        self.donate_argnums = _as_tuple(donate_argnums)
+        self.cuda_graph = bool(cuda_graph)
+        self._cache = {}
+        self._lock = threading.Lock()
+        self._last = None
+        self.traces = 0             # how many times f was traced
+
+    def __call__(self, *args, **kwargs):
+        if core.tracing():          # inside another transform: inline
+            return self.fun(*args, **kwargs)
+        key, leaves = self._signature(args, kwargs)
+        compiled = self._cache.get(key)
+        if compiled is None:
+            compiled = self._compile(key, args, kwargs)
+        return compiled(leaves)
+
+    def lower(self, *args, **kwargs):
+        """The Compiled program these arguments run (compiling it if needed):
+        its .program, .source, .kernels and .launches show what jit made."""
+        key, _ = self._signature(args, kwargs)
+        return self._cache.get(key) or self._compile(key, args, kwargs)
+
+    def _split(self, args, kwargs):
+        """(positions of static arguments, static keyword arguments, dynamic
+        keyword arguments)."""
+        n = len(args)
+        pos = ({i % n for i in self.static_argnums if -n <= i < n} |
+               {i for i in self._named_pos if i < n})
+        skw = {k: v for k, v in kwargs.items() if k in self.static_argnames}
+        dkw = {k: v for k, v in kwargs.items() if k not in self.static_argnames}
+        return pos, skw, dkw
+
+    def _signature(self, args, kwargs):
+        be = backend.current()
+        n = len(args)
+        for i in self.static_argnums:
+            if not -n <= i < n and self._num_names.get(i) not in kwargs:
+                raise ValueError(f"jit({self.__name__}): static_argnums {i} is out of "
+                                 f"range for {n} positional argument(s)")
+        if self.static_argnums or self._named_pos or kwargs:
+            pos, skw, dkw = self._split(args, kwargs)
+            static = tuple(_hashable(self.__name__, f"argument {i}", args[i]) for i in sorted(pos))
+            static_kw = tuple((k, _hashable(self.__name__, f"argument {k!r}", skw[k]))
+                              for k in sorted(skw))
+            dyn = (tuple(a for i, a in enumerate(args) if i not in pos), dkw)
+        else:                       # the common call: positional arrays only
+            static, static_kw, dyn = (), (), args
+        leaves, tree = tree_flatten(dyn)
+        sig, arrays = [], []
+        for x in leaves:
+            t = type(x)
+            if t in PY_SCALARS:
+                # Python scalars are static by value; by repr, which tells -0.0
+                # from 0.0 and finds nan equal to nan
+                sig.append((t, repr(x)))
+            elif t in be.ok_types or isinstance(x, be.array_types):
+                sig.append((x.shape, x.dtype))
+                arrays.append(x)
+            elif isinstance(x, Tracer):
+                raise core.leaked(x)
+            else:
+                raise backend.mismatch(f"jit({self.__name__})", x, be)
+        key = Signature(be.name, tree, tuple(sig), static, static_kw, core.debug.nans)
+        return key, arrays
+
+    def _compile(self, key, args, kwargs):
+        with self._lock:
+            compiled = self._cache.get(key)
+            if compiled is not None:
+                return compiled
+            if self._last is not None:
+                log.debug("jit(%s): retracing: %s", self.__name__,
+                          _describe_change(self._last, key))
+            static, skw, dkw = self._split(args, kwargs)
+            fun = functools.partial(self.fun, **skw) if skw else self.fun
+            prog, out_tree = stage(fun, args, dkw, static, self.__name__)
+            self.traces += 1
+            donate = self._donated_inputs(args, static)
+            run = compile_program(prog, donate=donate, cuda_graph=self.cuda_graph)
+            compiled = Compiled(prog, run, out_tree, donate)
+            self._cache[key] = compiled
+            self._last = key
+            return compiled
+
+    def _donated_inputs(self, args, static):
+        """Indices (among the program's inputs) of donated array leaves."""
+        donate, k = set(), 0
+        for i, a in enumerate(args):
+            if i in static:
+                continue
+            n = sum(1 for x in tree_flatten(a)[0] if type(x) not in PY_SCALARS)
+            if i in self.donate_argnums or (i - len(args)) in self.donate_argnums:
+                donate.update(range(k, k + n))
+            k += n
+        return donate
+
+    def __get__(self, obj, objtype=None):      # as a method
+        return self if obj is None else functools.partial(self, obj)
+
 
 def _hashable(name, what, v):
     try:
@@ -308,15 +328,18 @@ def _hashable(name, what, v):
 def _describe_change(old, new):
     """Which part of the signature differs, for the retrace log."""
     parts = []
-    if old[0] != new[0]:
-        parts.append(f"backend {old[0]} -> {new[0]}")
-    if old[1] != new[1]:
-        parts.append(f"argument structure {old[1]} -> {new[1]}")
-    elif old[2] != new[2]:
+    if old.backend != new.backend:
+        parts.append(f"backend {old.backend} -> {new.backend}")
+    if old.tree != new.tree:
+        parts.append(f"argument structure {old.tree} -> {new.tree}")
+    elif old.leaves != new.leaves:
         parts += [f"leaf {i}: {_fmt_sig(a)} -> {_fmt_sig(b)}"
-                  for i, (a, b) in enumerate(zip(old[2], new[2])) if a != b]
-    if old[3:] != new[3:]:
-        parts.append(f"static arguments {old[3:]} -> {new[3:]}")
+                  for i, (a, b) in enumerate(zip(old.leaves, new.leaves)) if a != b]
+    if (old.static, old.static_kw) != (new.static, new.static_kw):
+        parts.append(f"static arguments {old.static + old.static_kw} -> "
+                     f"{new.static + new.static_kw}")
+    if old.debug_nans != new.debug_nans:
+        parts.append(f"debug_nans {old.debug_nans} -> {new.debug_nans}")
     return "; ".join(parts)
 
 
@@ -324,32 +347,19 @@ def _fmt_sig(s):
     return f"{ShapedArray(*s)}" if isinstance(s[0], tuple) else f"Python {s[0].__name__} {s[1]}"
 
 
-def compile_program(prog, donate=(), cuda_graph=None):
-    """A function (list of input arrays) -> list of outputs, for the active backend."""
-    from .exec_numpy import compile_numpy
-    be = backend.current()
-    fuse = os.environ.get("GPUPROP_FUSION", "").strip() != "0"
-    if be.name == "cupy":
-        from . import exec_cuda
-        run = compile_numpy(prog, be.xp, donate=donate, fuser=exec_cuda if fuse else None)
-        return exec_cuda.as_graph(prog, donate) if cuda_graph else run
-    fuser = be.fuser if fuse else None
-    if fuse and fuser is None and be.name == "numpy":
-        from . import exec_cpu
-        fuser = exec_cpu if exec_cpu.compiler() else None
-    return compile_numpy(prog, be.xp, donate=donate, fuser=fuser)
-
-
 def jit(f=None, *, static_argnums=(), static_argnames=(), donate_argnums=(),
-        cuda_graph=None):
+        cuda_graph=False):
     """Compile f: trace once per signature, then replay the optimised program.
 
     static_argnums/static_argnames: arguments whose values (hashable) decide
     control flow; each value compiles its own program.  Python scalars among
     the other arguments are treated as static too.  donate_argnums: arguments
     whose buffers the program may overwrite (the caller won't use them again),
-    e.g. the parameters of a training step.  cuda_graph (CuPy only): replay the
-    whole program as one CUDA graph; None means automatically when possible.
+    e.g. the parameters of a training step.  cuda_graph: on a CUDA backend,
+    capture the compiled program once as a CUDA graph and replay it (one
+    launch per call; inputs and outputs are copied through fixed buffers);
+    on a CPU backend it changes nothing.  `jitted.lower(*args)` shows what
+    was compiled for those arguments.
     """
     if f is None:
         return functools.partial(jit, static_argnums=static_argnums,

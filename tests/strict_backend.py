@@ -8,9 +8,9 @@ host/device mixing in gpuprop fails the tests.
 """
 import numpy as np
 
-from gpuprop import fusion
 from gpuprop.backend import Backend
-from gpuprop.ir import Literal
+from gpuprop.compile import fusion
+from gpuprop.ir import Program, eval_program
 
 
 class StrictArray:
@@ -158,34 +158,20 @@ class StrictNamespace:
     array = asarray
 
 
-class ReferenceFuser:
-    """The CUDA executor's plan (every fusible group, sums merged with their
-    map) with each kernel's equations evaluated one by one on a backend's
-    namespace: the GPU's fusion plan, exercised without a GPU."""
-    fusible = staticmethod(fusion.fusible)
-    fuse_reductions = True
+def reference_kernels(kernels):
+    """Each kernel as its equations evaluated by ir.eval_program on the active
+    backend: the CUDA executor's fusion plan (every fusible group, sums
+    merged with their map), exercised without a GPU."""
+    calls = type("Calls", (), {})()
+    for k in kernels:
+        eqns = k.eqns + ([k.reduction] if isinstance(k, fusion.ReduceKernel) else [])
+        prog = Program(k.inputs, {}, eqns, k.outputs, k.name)
+        setattr(calls, k.name, lambda *ins, prog=prog: eval_program(prog, *ins))
+    return calls
 
-    def __init__(self, xp=np):
-        self.xp = xp
 
-    @staticmethod
-    def accepts(kernel):
-        return True
-
-    def build(self, kernels):
-        calls = type("Calls", (), {})()
-        for k in kernels:
-            eqns = k.eqns + ([k.reduction] if isinstance(k, fusion.ReduceKernel) else [])
-
-            def call(*ins, k=k, eqns=eqns):
-                env = dict(zip(k.inputs, ins))
-                for e in eqns:
-                    env[e.out] = e.prim.impl(self.xp, *[v.value if isinstance(v, Literal)
-                                                        else env[v] for v in e.inputs],
-                                             **e.params)
-                return [env[v] for v in k.outputs]
-            setattr(calls, k.name, call)
-        return calls
+REFERENCE_FUSER = fusion.Fuser(fusible=fusion.fusible, accepts=lambda kernel: True,
+                               build=reference_kernels, fuse_reductions=True)
 
 
 def strict_backend():
@@ -195,4 +181,4 @@ def strict_backend():
         to_host=lambda a: a._a.copy(),
         index_add=lambda z, idx, v: np.add.at(z._a, unwrap(idx, "index_add"), unwrap(v, "index_add")),
         describe="strict test backend (NumPy underneath, CuPy's rules and fusion plan)",
-        fuser=ReferenceFuser(xp))
+        fuser=REFERENCE_FUSER)

@@ -6,7 +6,7 @@
 - nvcc: every kernel of programs that use every primitive of
   fusion.EXPRESSIONS (float32 and float64, bool outputs, inf/nan literals)
   compiles with `nvcc -c` when nvcc is on the PATH (no GPU needed).
-- CPU reference: each fused group, compiled as C++ (exec_cpu), is compared
+- CPU reference: each fused group, compiled as C++ (compile/cpu.py), is compared
   with its own equations evaluated one by one with NumPy; jitted programs with
   CPU fusion are compared with the eager run and with fusion turned off;
   special values (inf, nan, -0.0) behave as in NumPy; two of the programs are
@@ -27,11 +27,12 @@ import pytest
 
 import gpuprop as gp
 import gpuprop.numpy as gnp
-from gpuprop import exec_cpu, exec_cuda, fusion
-from gpuprop.ir import Literal
+from gpuprop.compile import cpu, cuda, fusion
+from gpuprop.compile.executor import generate
+from gpuprop.ir import Program, eval_program
 from gpuprop.jit import make_ir
 from conftest import dev, host
-from strict_backend import ReferenceFuser
+from strict_backend import REFERENCE_FUSER
 
 TOL = {np.float32: dict(rtol=1e-6, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-12)}
 
@@ -364,7 +365,7 @@ def test_kernel_names_differ_by_shape_and_equal_groups_share_one():
     assert a.name != b.name     # the broadcast indexing and loop bounds differ
     equal = [k for _, k in fusion.kernels(program("repeated", dt)) if k is not None]
     assert len(equal) == 2 and equal[0].name == equal[1].name
-    assert len(exec_cuda.kernel_sources(program("repeated", dt))) == 1
+    assert len(cuda.kernel_sources(program("repeated", dt))) == 1
 
 
 def test_broadcast_index_expressions():
@@ -380,7 +381,7 @@ def test_broadcast_index_expressions():
 # ---- nvcc -------------------------------------------------------------------
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on the PATH")
 def test_every_kernel_compiles_with_nvcc(tmp_path):
-    sources = [src for name, dt in CASES for src in exec_cuda.kernel_sources(program(name, dt))]
+    sources = [src for name, dt in CASES for src in cuda.kernel_sources(program(name, dt))]
     sources = list(dict.fromkeys(sources))
     assert len(sources) > 20
     cu = tmp_path / "kernels.cu"
@@ -435,7 +436,7 @@ def test_the_map_on_the_cpu_then_summed_matches_the_unfused_program():
         (k,) = reduce_kernels(prog)
         env = evaluate(prog, [x, y])
         group = fusion.Kernel(k.eqns, {k.reduction.inputs[0]})   # the map alone
-        module = exec_cpu.build([group])
+        module = cpu.build([group])
         (mapped,) = getattr(module, group.name)(*[env[v] for v in group.inputs])
         summed = np.sum(mapped, axis=k.reduction.params["axis"],
                         keepdims=k.reduction.params["keepdims"])
@@ -446,9 +447,9 @@ def test_the_map_on_the_cpu_then_summed_matches_the_unfused_program():
 def test_reduction_maps_compile_with_nvcc(tmp_path):
     sources = []
     for dt in (np.float32, np.float64):
-        sources += exec_cuda.kernel_sources(
+        sources += cuda.kernel_sources(
             make_ir(sum_of_squares)(rand((3, 4), dt, 35), rand((4,), dt, 36)), reductions=True)
-        sources += exec_cuda.kernel_sources(program("mlp_grad", dt), reductions=True)
+        sources += cuda.kernel_sources(program("mlp_grad", dt), reductions=True)
     assert any("_map(" in src for src in sources)
     cu = tmp_path / "reductions.cu"
     cu.write_text("\n".join(dict.fromkeys(sources)))
@@ -460,11 +461,10 @@ def test_reduction_maps_compile_with_nvcc(tmp_path):
 @pytest.mark.parametrize("name,dt", CASES + [("sum_of_squares", np.float32)],
                          ids=CASE_IDS + ["sum_of_squares-float32"])
 def test_the_cuda_plan_evaluated_by_numpy_matches_eager(name, dt):
-    from gpuprop.exec_numpy import compile_numpy
     f = FUNCTIONS.get(name, sum_of_squares)
     args = args_of(name, dt) if name in FUNCTIONS else (rand((3, 4), dt, 37), rand((4,), dt, 38))
     prog = make_ir(f)(*args)
-    run = compile_numpy(prog, np, fuser=ReferenceFuser())
+    run = generate(prog, np, fuser=REFERENCE_FUSER)
     assert "gpuprop_" in run.source
     with np.errstate(all="ignore"):
         got, want = run(gp.tree_leaves(args)), gp.tree_leaves(f(*args))
@@ -474,7 +474,7 @@ def test_the_cuda_plan_evaluated_by_numpy_matches_eager(name, dt):
 
 # ---- CPU reference ----------------------------------------------------------
 def test_the_programs_use_every_fusible_primitive():
-    seen = {e.prim.name for name, dt in CASES for k in fused(program(name, dt)) for e in k.eqns}
+    seen = {e.prim for name, dt in CASES for k in fused(program(name, dt)) for e in k.eqns}
     assert seen == set(fusion.EXPRESSIONS)
     kinds = {v.aval.dtype.name for name, dt in CASES for k in fused(program(name, dt))
              for v in k.outputs}
@@ -482,24 +482,16 @@ def test_the_programs_use_every_fusible_primitive():
 
 
 def needs_compiler():
-    if exec_cpu.compiler() is None:
+    if cpu.compiler() is None:
         pytest.skip("no C++ compiler or Python headers: CPU fusion is unavailable")
 
 
 def evaluate(prog, leaves):
-    """Every value of a program, its equations run one by one by NumPy."""
-    env = dict(zip(prog.invars, leaves))
-    env.update(prog.consts)
-    return evaluate_eqns(prog.eqns, env)
-
-
-def evaluate_eqns(eqns, env):
-    env = dict(env)
+    """Every value of a program, by the reference interpreter (ir.eval_program)."""
+    every = Program(prog.invars, prog.consts, prog.eqns, [e.out for e in prog.eqns], prog.name)
     with np.errstate(all="ignore"):
-        for e in eqns:
-            env[e.out] = e.prim.impl(np, *[v.value if isinstance(v, Literal) else env[v]
-                                           for v in e.inputs], **e.params)
-    return env
+        values = eval_program(every, *leaves)
+    return {**dict(zip(prog.invars, leaves)), **prog.consts, **dict(zip(every.outvars, values))}
 
 
 def assert_same(got, want, dt):
@@ -518,8 +510,8 @@ def test_each_fused_group_matches_its_equations_evaluated_by_numpy(name, dt):
     needs_compiler()
     prog = program(name, dt)
     env = evaluate(prog, gp.tree_leaves(args_of(name, dt)))
-    kernels = [k for k in fused(prog) if exec_cpu.accepts(k)]
-    module = exec_cpu.build(kernels)
+    kernels = [k for k in fused(prog) if cpu.accepts(k)]
+    module = cpu.build(kernels)
     assert kernels and module is not None
     for k in kernels:
         outs = getattr(module, k.name)(*[env[v] for v in k.inputs])
@@ -532,8 +524,7 @@ def jitted_run(f, args):
     """(result, generated source) of a fresh jit of f."""
     jf = gp.jit(f)
     out = jf(*args)
-    (compiled,) = jf._cache.values()
-    return out, compiled.run.source
+    return out, jf.lower(*args).source
 
 
 def assert_trees_same(got, want, dt):
@@ -561,7 +552,7 @@ def test_large_groups_are_left_to_numpy():
     needs_compiler()
     x = rand((100, 100), np.float32, 23)
     out, source = jitted_run(tanh_bcast, (x, x[0]))
-    assert exec_cpu.MAX_ELEMENTS < x.size and "gpuprop_" not in source
+    assert cpu.MAX_ELEMENTS < x.size and "gpuprop_" not in source
     assert_same(out, tanh_bcast(x, x[0]), np.float32)
 
 
@@ -602,9 +593,9 @@ def test_a_fused_kernel_writes_into_a_donated_buffer_it_reads_last():
     for w in (np.ones((50, 50), np.float32), np.asfortranarray(np.ones((50, 50), np.float32))):
         want = w - np.float32(0.5) * g
         out = f(w, g)
-        (compiled,) = f._cache.values()
+        source = f.lower(w, g).source
         # the donated a0 is passed once more, after the inputs, as the output buffer
-        assert re.search(r"= gpuprop_\w+\((a\d, )+a0\)", compiled.run.source), compiled.run.source
+        assert re.search(r"= gpuprop_\w+\((a\d, )+a0\)", source), source
         np.testing.assert_array_equal(out, want)
         # written in place when the buffer allows it (C-contiguous), else into a new array
         assert (out is w) == w.flags.c_contiguous

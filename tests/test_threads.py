@@ -131,11 +131,8 @@ def test_racing_first_calls_trace_once_per_signature():
         results = [host(jf(dev(x))) for _ in range(5)]
         for r in results:
             np.testing.assert_allclose(r, np.tanh(x) * 2.0, rtol=1e-12)
-        return len(jf._cache)
-
     run_threads(work)
     assert jf.traces == 2
-    assert len(jf._cache) == 2
 
 
 def test_shared_cache_stays_consistent_under_mixed_signatures():

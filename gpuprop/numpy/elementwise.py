@@ -9,23 +9,17 @@ backward pass.
 import numpy as np
 
 from ..core import Primitive, bind
+from ._base import unbroadcast
 from ._rules import elementwise_aval
-from . import reductions
 
 
-def _prim(name, impl, *vjp, **rules):
+def _prim(name, impl, *vjp, **facts):
     """An elementwise primitive; impl None means the backend's function of
     the same name (a ufunc), which is then called directly."""
     if impl is None:
         impl = lambda xp, *args: getattr(xp, name)(*args)
-        rules["direct"] = True
-    return Primitive(name, impl, elementwise_aval(name, impl), vjp=vjp or None, **rules)
-
-
-def unbroadcast(g, x):
-    """Sum cotangent `g` down to the shape of argument `x`."""
-    shape = getattr(x, "shape", ())        # inline shape_of: the hottest VJP helper
-    return g if getattr(g, "shape", ()) == shape else reductions.sum_to_shape(g, shape)
+        facts.update(backend_fn=True, ufunc=isinstance(getattr(np, name, None), np.ufunc))
+    return Primitive(name, impl, elementwise_aval(name, impl), vjp=vjp or None, **facts)
 
 
 # ---- arithmetic -------------------------------------------------------------
@@ -37,7 +31,8 @@ subtract_p = _prim("subtract", None,
                    lambda g, out, x, y: unbroadcast(negative(g), y))
 multiply_p = _prim("multiply", None,
                    lambda g, out, x, y: unbroadcast(multiply(g, y), x),
-                   lambda g, out, x, y: unbroadcast(multiply(g, x), y))
+                   lambda g, out, x, y: unbroadcast(multiply(g, x), y),
+                   unit=1)     # x * 1 == x bit for bit (x + 0 is not: -0.0 + 0 is 0.0)
 divide_p = _prim("divide", None,
                  lambda g, out, x, y: unbroadcast(divide(g, y), x),
                  lambda g, out, x, y: unbroadcast(negative(multiply(g, divide(out, y))), y))
@@ -166,7 +161,8 @@ clip_p = _prim("clip", None,
                lambda g, out, x, lo, hi: unbroadcast(
                    where(logical_and(less(x, lo), less_equal(lo, hi)), g, 0.0), lo),
                lambda g, out, x, lo, hi: unbroadcast(
-                   where(logical_or(greater(x, hi), greater(lo, hi)), g, 0.0), hi))
+                   where(logical_or(greater(x, hi), greater(lo, hi)), g, 0.0), hi),
+               takes_out=True)
 
 
 def _astype_impl(xp, x, dtype):
@@ -176,7 +172,7 @@ def _astype_impl(xp, x, dtype):
 # The backward pass casts each cotangent to its argument's dtype, so the rule
 # of astype is the identity.
 astype_p = _prim("astype", _astype_impl, lambda g, out, x, dtype: g)
-stop_gradient_p = _prim("stop_gradient", lambda xp, x: x)   # no rule: constant
+stop_gradient_p = _prim("stop_gradient", lambda xp, x: x, view=True)   # no rule: constant
 
 # ---- comparisons and logic (not differentiable; bool out) -------------------
 greater_p = _prim("greater", None)

@@ -3,7 +3,7 @@ broadcasting; dot, outer, tensordot, einsum and trace built on it (and on
 transpose, reshape, sum), so their derivatives are those of the pieces."""
 import numpy as np
 
-from ..core import Primitive, ShapedArray, bind
+from ..core import Primitive, ShapedArray, bind, size_of
 from ._rules import broadcast_shapes, dtype_of, ndim_of, shape_of
 from . import elementwise as ew, reductions, shape as sh
 
@@ -49,7 +49,7 @@ def _matmul_db(g, out, a, b):
 
 
 matmul_p = Primitive("matmul", lambda xp, a, b: xp.matmul(a, b), _matmul_aval,
-                     vjp=(_matmul_da, _matmul_db))
+                     vjp=(_matmul_da, _matmul_db), backend_fn=True, takes_out=True)
 
 
 def matmul(a, b):
@@ -69,10 +69,6 @@ def dot(a, b):
 
 def outer(a, b):
     return matmul(sh.reshape(a, (-1, 1)), sh.reshape(b, (1, -1)))
-
-
-def _prod(dims):
-    return int(np.prod(dims, dtype=np.int64))
 
 
 def _axes_list(name, axes, ndim, which):
@@ -106,9 +102,9 @@ def tensordot(a, b, axes=2):
                          f"{ax_b} of shape {sb} differ in length")
     free_a = [i for i in range(len(sa)) if i not in ax_a]
     free_b = [j for j in range(len(sb)) if j not in ax_b]
-    k = _prod([sa[i] for i in ax_a])
-    A = sh.reshape(sh.transpose(a, free_a + ax_a), (_prod([sa[i] for i in free_a]), k))
-    B = sh.reshape(sh.transpose(b, ax_b + free_b), (k, _prod([sb[j] for j in free_b])))
+    k = size_of([sa[i] for i in ax_a])
+    A = sh.reshape(sh.transpose(a, free_a + ax_a), (size_of([sa[i] for i in free_a]), k))
+    B = sh.reshape(sh.transpose(b, ax_b + free_b), (k, size_of([sb[j] for j in free_b])))
     return sh.reshape(matmul(A, B), tuple(sa[i] for i in free_a) + tuple(sb[j] for j in free_b))
 
 
@@ -186,7 +182,7 @@ def _einsum_pair(x, tx, y, ty, keep, sizes):
 
     def as_3d(z, tz, middle, last):
         order = [tz.index(c) for c in batch + middle + last]
-        dims = [_prod([sizes[c] for c in part]) for part in (batch, middle, last)]
+        dims = [size_of([sizes[c] for c in part]) for part in (batch, middle, last)]
         return sh.reshape(sh.transpose(z, order), tuple(dims))
     z = matmul(as_3d(x, tx, own_x, summed), as_3d(y, ty, summed, own_y))
     labels = batch + own_x + own_y

@@ -6,48 +6,11 @@ primitives receive it normalised to a sorted tuple of non-negative axes.
 """
 import numpy as np
 
-from ..core import Primitive, ShapedArray, bind
+from ..core import Primitive, ShapedArray, bind, size_of
+from ._base import (keep_axes, bind_reduction, reduction_aval, sum_dtype, sum, sum_p,  # noqa: F401
+                    sum_to_shape)
 from ._rules import normalize_axis, ndim_of, shape_of, dtype_of
 from . import elementwise as ew, shape as sh
-
-
-def _reduced_shape(shape, axis, keepdims):
-    if axis is None:
-        axis = range(len(shape))
-    if keepdims:
-        return tuple(1 if i in axis else d for i, d in enumerate(shape))
-    return tuple(d for i, d in enumerate(shape) if i not in axis)
-
-
-def _reduction_aval(name, result_dtype):
-    def rule(x, axis, keepdims):
-        shape = shape_of(x)
-        for a in axis or ():
-            if name in ("max", "min", "argmax", "argmin") and shape[a] == 0:
-                raise ValueError(f"gnp.{name}: zero-size axis {a} of an array of "
-                                 f"shape {shape} has no {name}; pass initial "
-                                 f"values or check the shape")
-        return ShapedArray(_reduced_shape(shape, axis, keepdims), result_dtype(dtype_of(x)))
-    return rule
-
-
-def _keep(g, x, axis, keepdims):
-    """The reduced value `g` made to broadcast against `x`'s shape (a full
-    reduction's 0-d value already does)."""
-    if not keepdims and axis is not None:
-        g = sh.reshape(g, _reduced_shape(shape_of(x), axis, True))
-    return g
-
-
-def _sum_dtype(dt):
-    return np.sum(np.zeros(0, dt)).dtype
-
-
-sum_p = Primitive(
-    "sum", lambda xp, x, axis, keepdims: xp.sum(x, axis=axis, keepdims=keepdims),
-    _reduction_aval("sum", _sum_dtype),
-    vjp=(lambda g, out, x, axis, keepdims:
-         sh.broadcast_to(_keep(g, x, axis, keepdims), shape_of(x)),))
 
 
 def _shift(x, s):
@@ -75,8 +38,8 @@ def _prod_rule(g, out, x, axis, keepdims):
     number of them) get their exact derivative, at every order."""
     shape = shape_of(x)
     axes = tuple(range(len(shape))) if axis is None else axis
-    g = _keep(g, x, axis, keepdims)
-    n = int(np.prod([shape[a] for a in axes]))
+    g = keep_axes(g, x, axis, keepdims)
+    n = size_of([shape[a] for a in axes])
     if n <= 1:      # the product of no other entries is 1
         return sh.broadcast_to(g, shape)
     order = [a for a in range(len(shape)) if a not in axes] + list(axes)
@@ -89,47 +52,41 @@ def _prod_rule(g, out, x, axis, keepdims):
 
 prod_p = Primitive(
     "prod", lambda xp, x, axis, keepdims: xp.prod(x, axis=axis, keepdims=keepdims),
-    _reduction_aval("prod", _sum_dtype), vjp=(_prod_rule,))
+    reduction_aval("prod", sum_dtype), vjp=(_prod_rule,),
+    backend_fn=True, takes_out=True, reduce_ufunc="multiply")
 
 
 def _extremum_rule(g, out, x, axis, keepdims):
     # the cotangent is shared equally among the positions that attain the
     # extremum: a valid subgradient when there are ties
-    hit = ew.astype(ew.equal(x, _keep(out, x, axis, keepdims)), dtype_of(g))
+    hit = ew.astype(ew.equal(x, keep_axes(out, x, axis, keepdims)), dtype_of(g))
     count = sum(hit, axis=axis, keepdims=True)
-    return ew.multiply(ew.divide(_keep(g, x, axis, keepdims), count), hit)
+    return ew.multiply(ew.divide(keep_axes(g, x, axis, keepdims), count), hit)
 
 
 max_p = Primitive("max", lambda xp, x, axis, keepdims: xp.max(x, axis=axis, keepdims=keepdims),
-                  _reduction_aval("max", np.dtype), vjp=(_extremum_rule,))
+                  reduction_aval("max", np.dtype, needs_elements=True), vjp=(_extremum_rule,),
+                  backend_fn=True, takes_out=True, reduce_ufunc="maximum")
 min_p = Primitive("min", lambda xp, x, axis, keepdims: xp.min(x, axis=axis, keepdims=keepdims),
-                  _reduction_aval("min", np.dtype), vjp=(_extremum_rule,))
+                  reduction_aval("min", np.dtype, needs_elements=True), vjp=(_extremum_rule,),
+                  backend_fn=True, takes_out=True, reduce_ufunc="minimum")
 # argmax/argmin take one axis (or None), as NumPy's do
 argmax_p = Primitive("argmax", lambda xp, x, axis, keepdims: xp.argmax(
                          x, axis=None if axis is None else axis[0], keepdims=keepdims),
-                     _reduction_aval("argmax", lambda _: np.dtype(np.intp)))
+                     reduction_aval("argmax", lambda _: np.dtype(np.intp), True))
 argmin_p = Primitive("argmin", lambda xp, x, axis, keepdims: xp.argmin(
                          x, axis=None if axis is None else axis[0], keepdims=keepdims),
-                     _reduction_aval("argmin", lambda _: np.dtype(np.intp)))
-
-
-def _reduce(prim, x, axis, keepdims):
-    axis = normalize_axis(prim.name, axis, ndim_of(x))
-    return bind(prim, (x,), {"axis": axis, "keepdims": bool(keepdims)})
-
-
-def sum(x, axis=None, keepdims=False):
-    return _reduce(sum_p, x, axis, keepdims)
+                     reduction_aval("argmin", lambda _: np.dtype(np.intp), True))
 
 
 def prod(x, axis=None, keepdims=False):
     """Product; its gradient is exact where entries are zero (see _prod_rule)."""
-    return _reduce(prod_p, x, axis, keepdims)
+    return bind_reduction(prod_p, x, axis, keepdims)
 
 
 cumsum_p = Primitive(
     "cumsum", lambda xp, x, axis: xp.cumsum(x, axis=axis),
-    lambda x, axis: ShapedArray(shape_of(x), _sum_dtype(dtype_of(x))),
+    lambda x, axis: ShapedArray(shape_of(x), sum_dtype(dtype_of(x))),
     # each entry feeds the sums from it to the end: reversed cumsum of g
     vjp=(lambda g, out, x, axis: sh.flip(cumsum(sh.flip(g, axis), axis), axis),))
 
@@ -144,18 +101,18 @@ def cumsum(x, axis=None):
 
 def max(x, axis=None, keepdims=False):
     """Maximum; its gradient is shared equally among ties."""
-    return _reduce(max_p, x, axis, keepdims)
+    return bind_reduction(max_p, x, axis, keepdims)
 
 
 def min(x, axis=None, keepdims=False):
     """Minimum; its gradient is shared equally among ties."""
-    return _reduce(min_p, x, axis, keepdims)
+    return bind_reduction(min_p, x, axis, keepdims)
 
 
 def _count(x, axis, name="mean"):
     shape = shape_of(x)
     axis = normalize_axis(name, axis, len(shape))
-    return int(np.prod([shape[a] for a in (range(len(shape)) if axis is None else axis)]))
+    return size_of([shape[a] for a in (range(len(shape)) if axis is None else axis)])
 
 
 def mean(x, axis=None, keepdims=False):
@@ -180,21 +137,8 @@ def _single_axis(name, axis):
 
 
 def argmax(x, axis=None, keepdims=False):
-    return _reduce(argmax_p, x, _single_axis("argmax", axis), keepdims)
+    return bind_reduction(argmax_p, x, _single_axis("argmax", axis), keepdims)
 
 
 def argmin(x, axis=None, keepdims=False):
-    return _reduce(argmin_p, x, _single_axis("argmin", axis), keepdims)
-
-
-def sum_to_shape(g, shape):
-    """Sum `g` over the axes that broadcasting added or stretched to reach `shape`."""
-    gshape = shape_of(g)
-    if gshape == shape:
-        return g
-    lead = len(gshape) - len(shape)
-    axes = tuple(range(lead)) + tuple(
-        lead + i for i, d in enumerate(shape) if d == 1 and gshape[lead + i] != 1)
-    if axes:
-        g = sum(g, axis=axes)
-    return sh.reshape(g, shape) if shape_of(g) != shape else g
+    return bind_reduction(argmin_p, x, _single_axis("argmin", axis), keepdims)

@@ -1,5 +1,5 @@
-"""Shape primitives: reshape, transpose, broadcast_to, getitem (and its
-transpose scatter_add), concatenate, pad; squeeze, expand_dims, stack,
+"""Shape primitives: transpose, getitem (and its transpose scatter_add),
+concatenate, pad (reshape and broadcast_to are in _base); squeeze, expand_dims, stack,
 swapaxes, ravel, flip, roll, split, take, diagonal, triu and tril are built
 on them."""
 from typing import NamedTuple
@@ -8,57 +8,21 @@ import numpy as np
 
 from .. import backend
 from ..core import Primitive, ShapedArray, Tracer, bind
+from ._base import (same_dtype, broadcast_to, broadcast_to_p, reshape,  # noqa: F401
+                    reshape_p, sum_to_shape)
 from ._rules import dtype_of, ndim_of, normalize_axis, shape_of
-from . import elementwise as ew, reductions
+from . import elementwise as ew
 
 
-def _same_dtype(rule):
-    def aval_rule(x, **params):
-        return ShapedArray(rule(shape_of(x), **params), dtype_of(x))
-    return aval_rule
+def _compose_axes(inner, outer):
+    return {"axes": tuple(inner["axes"][a] for a in outer["axes"])}
 
 
-def _reshape_shape(shape, shape_to):
-    if int(np.prod(shape)) != int(np.prod(shape_to)):
-        raise ValueError(f"gnp.reshape: cannot reshape an array of shape {shape} "
-                         f"(size {int(np.prod(shape))}) into shape {shape_to}")
-    return shape_to
-
-
-reshape_p = Primitive("reshape", lambda xp, x, shape: xp.reshape(x, shape),
-                      _same_dtype(lambda s, shape: _reshape_shape(s, shape)),
-                      vjp=(lambda g, out, x, shape: reshape(g, shape_of(x)),))
 transpose_p = Primitive("transpose", lambda xp, x, axes: xp.transpose(x, axes),
-                        _same_dtype(lambda s, axes: tuple(s[a] for a in axes)),
-                        vjp=(lambda g, out, x, axes: transpose(g, tuple(np.argsort(axes))),))
-
-
-def _broadcast_to_shape(s, shape):
-    try:
-        if np.broadcast_shapes(s, shape) == shape:
-            return shape
-    except ValueError:
-        pass
-    raise ValueError(f"gnp.broadcast_to: cannot broadcast an array of shape {s} to shape {shape}")
-
-
-broadcast_to_p = Primitive(
-    "broadcast_to", lambda xp, x, shape: xp.broadcast_to(x, shape),
-    _same_dtype(_broadcast_to_shape),
-    vjp=(lambda g, out, x, shape: reductions.sum_to_shape(g, shape_of(x)),))
-
-
-def reshape(x, shape):
-    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(d) for d in shape)
-    if -1 in shape:
-        size, known = int(np.prod(shape_of(x))), -int(np.prod(shape))
-        if shape.count(-1) > 1 or known == 0 or size % known:
-            raise ValueError(f"gnp.reshape: cannot reshape an array of shape "
-                             f"{shape_of(x)} into shape {shape}")
-        shape = tuple(size // known if d == -1 else d for d in shape)
-    if shape == shape_of(x):
-        return x
-    return bind(reshape_p, (x,), {"shape": shape})
+                        same_dtype(lambda s, axes: tuple(s[a] for a in axes)),
+                        vjp=(lambda g, out, x, axes: transpose(g, tuple(np.argsort(axes))),),
+                        method="axes", view=True, compose=_compose_axes,
+                        is_identity=lambda x, axes: axes == tuple(range(len(axes))))
 
 
 def transpose(x, axes=None):
@@ -70,13 +34,6 @@ def transpose(x, axes=None):
     if axes == tuple(range(n)):
         return x
     return bind(transpose_p, (x,), {"axes": axes})
-
-
-def broadcast_to(x, shape):
-    shape = tuple(shape)
-    if shape == shape_of(x):
-        return x
-    return bind(broadcast_to_p, (x,), {"shape": shape})
 
 
 def swapaxes(x, a, b):
@@ -187,7 +144,8 @@ def _scatter_add_impl(xp, g, *arrays, spec, shape):
 getitem_p = Primitive(
     "getitem", lambda xp, x, *arrays, spec: x[_index(spec, arrays)], _getitem_aval,
     vjp=(lambda g, out, x, *arrays, spec:
-         bind(scatter_add_p, (g, *arrays), {"spec": spec, "shape": shape_of(x)}),))
+         bind(scatter_add_p, (g, *arrays), {"spec": spec, "shape": shape_of(x)}),),
+    view=lambda x, *arrays, spec: not arrays)     # basic indexing gives a view
 scatter_add_p = Primitive(
     "scatter_add", _scatter_add_impl,
     lambda g, *arrays, spec, shape: ShapedArray(shape, g.dtype),

@@ -1,18 +1,45 @@
-"""Fusion of elementwise groups into one kernel: the C++ expression of each
-fusible primitive, and the kernel body shared by the CUDA executor (a CuPy
-ElementwiseKernel) and the CPU executor (a compiled C++ loop).
+"""Fusion of elementwise groups into one kernel: the `Fuser` a backend
+brings (which equations it fuses, how it builds kernels), the grouping of a
+program's elementwise equations, the C++ expression of each fusible primitive
+(keyed by the primitive), and the kernel body shared by the CUDA kernels (a
+CuPy ElementwiseKernel) and the CPU ones (a compiled C++ loop).
 
-A group (ir.group_elementwise) is a set of elementwise equations with one
+A group (group_elementwise) is a set of elementwise equations with one
 output shape.  Its kernel reads the group's external inputs (broadcast to
 that shape), computes every equation in registers, and writes the values
 that are used outside the group.  The generated text is deterministic: the
 same group always gives the same source, so compiled kernels are cached.
 """
 import hashlib
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
-from .ir import Literal
+from ..core import size_of
+from ..ir import Literal, Var
+from ..numpy import _base, elementwise as ew
+
+
+@dataclass(frozen=True)
+class Fuser:
+    """How a backend fuses elementwise groups into kernels.
+
+    fusible(eqn) -> bool         whether an equation may join a kernel
+    accepts(kernel) -> bool      whether a group becomes a kernel
+    build(kernels) -> module     an object with one callable per kernel name
+                                 (inputs [, output buffers] -> outputs), or
+                                 None when building failed (nothing fuses)
+    takes_out                    kernels take planned output buffers after
+                                 their inputs (and may write over an input
+                                 they read last at the same element)
+    fuse_reductions              a sum takes the group that feeds it as its map
+    """
+    fusible: Callable
+    accepts: Callable
+    build: Callable
+    takes_out: bool = False
+    fuse_reductions: bool = False
 
 C_TYPES = {"float32": "float", "float64": "double", "bool": "bool"}
 
@@ -37,55 +64,58 @@ def _infix(op):
     return lambda T, x, y: f"({x} {op} {y})"
 
 
-# NumPy's name -> the C++ function of one argument computing it (rint rounds
+# the C++ function of one argument computing each primitive (rint rounds
 # half to even in the default rounding mode, as NumPy)
 _C_FUNCTIONS = {
-    "exp": "exp", "log": "log", "log1p": "log1p", "expm1": "expm1", "sqrt": "sqrt",
-    "sin": "sin", "cos": "cos", "tanh": "tanh", "abs": "fabs", "tan": "tan",
-    "arcsin": "asin", "arccos": "acos", "arctan": "atan", "sinh": "sinh", "cosh": "cosh",
-    "arcsinh": "asinh", "arccosh": "acosh", "arctanh": "atanh", "log2": "log2",
-    "log10": "log10", "exp2": "exp2", "floor": "floor", "ceil": "ceil", "rint": "rint"}
-# primitive name -> (operand cast rule, expression of the cast operands)
+    ew.exp_p: "exp", ew.log_p: "log", ew.log1p_p: "log1p", ew.expm1_p: "expm1",
+    ew.sqrt_p: "sqrt", ew.sin_p: "sin", ew.cos_p: "cos", ew.tanh_p: "tanh", ew.abs_p: "fabs",
+    ew.tan_p: "tan", ew.arcsin_p: "asin", ew.arccos_p: "acos", ew.arctan_p: "atan",
+    ew.sinh_p: "sinh", ew.cosh_p: "cosh", ew.arcsinh_p: "asinh", ew.arccosh_p: "acosh",
+    ew.arctanh_p: "atanh", ew.log2_p: "log2", ew.log10_p: "log10", ew.exp2_p: "exp2",
+    ew.floor_p: "floor", ew.ceil_p: "ceil", ew.rint_p: "rint"}
+# primitive -> (operand cast rule, expression of the cast operands)
 # cast rules: "out" casts operands to the result type; "common" to their
 # promoted type (comparisons); "bool" to bool; "none" leaves them; "branches"
 # casts all but the first (where's condition).
 EXPRESSIONS = {
-    "add": ("out", _infix("+")),
-    "subtract": ("out", _infix("-")),
-    "multiply": ("out", _infix("*")),
-    "divide": ("out", _infix("/")),
-    "negative": ("out", lambda T, x: f"(-{x})"),
-    "power": ("out", lambda T, x, y: f"pow({x}, {y})"),
-    **{name: ("out", _fn(c)) for name, c in _C_FUNCTIONS.items()},
-    "arctan2": ("out", lambda T, y, x: f"atan2({y}, {x})"),
-    "hypot": ("out", lambda T, x, y: f"hypot({x}, {y})"),
-    "logistic": ("out", lambda T, x: f"(tanh({x} * ({T})0.5) * ({T})0.5 + ({T})0.5)"),
+    ew.add_p: ("out", _infix("+")),
+    ew.subtract_p: ("out", _infix("-")),
+    ew.multiply_p: ("out", _infix("*")),
+    ew.divide_p: ("out", _infix("/")),
+    ew.negative_p: ("out", lambda T, x: f"(-{x})"),
+    ew.power_p: ("out", lambda T, x, y: f"pow({x}, {y})"),
+    **{prim: ("out", _fn(c)) for prim, c in _C_FUNCTIONS.items()},
+    ew.arctan2_p: ("out", lambda T, y, x: f"atan2({y}, {x})"),
+    ew.hypot_p: ("out", lambda T, x, y: f"hypot({x}, {y})"),
+    ew.logistic_p: ("out", lambda T, x: f"(tanh({x} * ({T})0.5) * ({T})0.5 + ({T})0.5)"),
     # NumPy: sign(-0.0) is +0.0, sign(nan) is nan
-    "sign": ("out", lambda T, x: f"(({x} > 0) ? ({T})1 : (({x} < 0) ? ({T})-1 : "
-                                 f"(({x} == 0) ? ({T})0 : {x})))"),
-    "maximum": ("out", lambda T, x, y: _max(x, y)),
-    "minimum": ("out", lambda T, x, y: _min(x, y)),
-    "clip": ("out", lambda T, x, lo, hi: _min(_max(x, lo), hi)),
-    "where": ("branches", lambda T, c, x, y: f"({c} ? {x} : {y})"),
-    "greater": ("common", _infix(">")),
-    "greater_equal": ("common", _infix(">=")),
-    "less": ("common", _infix("<")),
-    "less_equal": ("common", _infix("<=")),
-    "equal": ("common", _infix("==")),
-    "not_equal": ("common", _infix("!=")),
-    "logical_and": ("bool", _infix("&&")),
-    "logical_or": ("bool", _infix("||")),
-    "logical_not": ("bool", lambda T, x: f"(!{x})"),
-    "isfinite": ("none", _fn("isfinite")),
-    "isnan": ("none", _fn("isnan")),
-    "astype": ("none", lambda T, x: _cast(T, x)),
-    "stop_gradient": ("out", lambda T, x: x),
-    "broadcast_to": ("out", lambda T, x: x),
+    ew.sign_p: ("out", lambda T, x: f"(({x} > 0) ? ({T})1 : (({x} < 0) ? ({T})-1 : "
+                                    f"(({x} == 0) ? ({T})0 : {x})))"),
+    ew.maximum_p: ("out", lambda T, x, y: _max(x, y)),
+    ew.minimum_p: ("out", lambda T, x, y: _min(x, y)),
+    ew.clip_p: ("out", lambda T, x, lo, hi: _min(_max(x, lo), hi)),
+    ew.where_p: ("branches", lambda T, c, x, y: f"({c} ? {x} : {y})"),
+    ew.greater_p: ("common", _infix(">")),
+    ew.greater_equal_p: ("common", _infix(">=")),
+    ew.less_p: ("common", _infix("<")),
+    ew.less_equal_p: ("common", _infix("<=")),
+    ew.equal_p: ("common", _infix("==")),
+    ew.not_equal_p: ("common", _infix("!=")),
+    ew.logical_and_p: ("bool", _infix("&&")),
+    ew.logical_or_p: ("bool", _infix("||")),
+    ew.logical_not_p: ("bool", lambda T, x: f"(!{x})"),
+    ew.isfinite_p: ("none", _fn("isfinite")),
+    ew.isnan_p: ("none", _fn("isnan")),
+    ew.astype_p: ("none", lambda T, x: _cast(T, x)),
+    ew.stop_gradient_p: ("out", lambda T, x: x),
+    _base.broadcast_to_p: ("out", lambda T, x: x),
 }
-TRANSCENDENTAL = frozenset(["power", "exp", "log", "log1p", "expm1", "sin", "cos", "tanh",
-                            "logistic", "tan", "arcsin", "arccos", "arctan", "arctan2",
-                            "sinh", "cosh", "arcsinh", "arccosh", "arctanh", "log2",
-                            "log10", "exp2", "hypot"])
+# computed by libm, whose last bit may differ from NumPy's own loops
+TRANSCENDENTAL = frozenset([
+    ew.power_p, ew.exp_p, ew.log_p, ew.log1p_p, ew.expm1_p, ew.sin_p, ew.cos_p, ew.tanh_p,
+    ew.logistic_p, ew.tan_p, ew.arcsin_p, ew.arccos_p, ew.arctan_p, ew.arctan2_p, ew.sinh_p,
+    ew.cosh_p, ew.arcsinh_p, ew.arccosh_p, ew.arctanh_p, ew.log2_p, ew.log10_p, ew.exp2_p,
+    ew.hypot_p])
 
 
 def _promoted(e):
@@ -96,7 +126,7 @@ def _promoted(e):
 
 def fusible(e):
     """Whether equation e can be computed inside a fused kernel."""
-    if e.prim.name not in EXPRESSIONS:
+    if e.prim not in EXPRESSIONS:
         return False
     dts = [e.out.aval.dtype] + [v.aval.dtype for v in e.inputs if not isinstance(v, Literal)]
     try:        # a bool array against an int literal promotes to an integer
@@ -133,7 +163,7 @@ class Kernel:
         lines = []
         for k, e in enumerate(self.eqns):
             T = C_TYPES[e.out.aval.dtype.name]
-            rule, expr = EXPRESSIONS[e.prim.name]
+            rule, expr = EXPRESSIONS[e.prim]
             common = C_TYPES[_promoted(e).name]
             ops = []
             for j, v in enumerate(e.inputs):
@@ -183,7 +213,7 @@ class Kernel:
         """A C++ function `void name(char** ins, char** outs)` over the group's
         elements; inputs are C-contiguous with their own (broadcast) shapes."""
         return (f"static void {self.name}(char** ins, char** outs) {{\n"
-                f"  const long long n = {int(np.prod(self.shape, dtype=np.int64))}LL;\n"
+                f"  const long long n = {size_of(self.shape)}LL;\n"
                 + "".join(f"  const {C_TYPES[v.aval.dtype.name]}* p_in{i} = "
                           f"(const {C_TYPES[v.aval.dtype.name]}*)ins[{i}];\n"
                           for i, v in enumerate(self.inputs))
@@ -206,13 +236,13 @@ class Kernel:
         S = self.shape
         if tuple(shape) == tuple(S):
             return "i"
-        if int(np.prod(shape, dtype=np.int64)) == 1:
+        if size_of(shape) == 1:
             return "0"
         shape = (1,) * (len(S) - len(shape)) + tuple(shape)
         terms, stride = [], 1
         for d in reversed(range(len(S))):
             if shape[d] != 1:
-                inner = int(np.prod(S[d + 1:], dtype=np.int64))
+                inner = size_of(S[d + 1:])
                 term = f"(i / {inner}LL)" if inner != 1 else "i"
                 if d > 0:
                     term = f"({term} % {S[d]}LL)"
@@ -224,7 +254,7 @@ class Kernel:
 def exact(e):
     """Fusible and computed exactly as NumPy does (IEEE arithmetic, no libm
     function whose last bit could differ from NumPy's own loops)."""
-    return fusible(e) and e.prim.name not in TRANSCENDENTAL
+    return fusible(e) and e.prim not in TRANSCENDENTAL
 
 
 class ReduceKernel(Kernel):
@@ -263,12 +293,37 @@ class ReduceKernel(Kernel):
         return self.device_function()
 
 
+def group_elementwise(prog, fusible):
+    """Partition the equations into steps: a single equation, or a group of
+    elementwise equations (`fusible(eqn)`) with one output shape, run together
+    at the place of the group's first equation.  An equation joins the latest
+    group of its shape whose start already has all of its inputs available."""
+    steps = []              # each: list of Eqn
+    shape_groups = {}       # shape -> [step index of groups with that shape]
+    where = {}              # Var -> step index that produces it
+    for e in prog.eqns:
+        if fusible(e):
+            produced = [where.get(v, -1) for v in e.inputs if isinstance(v, Var)]
+            for gi in reversed(shape_groups.get(e.out.aval.shape, [])):
+                if all(p <= gi for p in produced):
+                    steps[gi].append(e)
+                    where[e.out] = gi
+                    break
+            else:
+                shape_groups.setdefault(e.out.aval.shape, []).append(len(steps))
+                where[e.out] = len(steps)
+                steps.append([e])
+        else:
+            where[e.out] = len(steps)
+            steps.append([e])
+    return steps
+
+
 def kernels(prog, predicate=fusible, reductions=False):
     """The groups of equations satisfying `predicate` (two or more), as
     Kernels, with the step list they belong to: [(eqns, Kernel | None)].
     With `reductions`, a group whose only result feeds only a sum is merged
     with it into a ReduceKernel (the sum's step disappears)."""
-    from .ir import group_elementwise
     steps = group_elementwise(prog, predicate)
     owner = {e.out: i for i, step in enumerate(steps) for e in step}
     outside = {v for i, step in enumerate(steps) for e in step for v in e.inputs
@@ -292,7 +347,7 @@ def _merge_reductions(prog, steps):
     for eqns, k in steps:
         target = None if k is None else next(
             (v for v in k.outputs if v not in outputs and len(readers.get(v, ())) == 1
-             and readers[v][0].prim.name == "sum"
+             and readers[v][0].prim is _base.sum_p
              and readers[v][0].out.aval.dtype == v.aval.dtype
              and _broadcast_shape(_inputs(_slice(eqns, [v]))) == k.shape), None)
         if target is None:

@@ -1,25 +1,16 @@
-"""The CuPy executor's pieces: each fused group becomes one generated
-cupy.ElementwiseKernel (compiled once by CuPy and cached by its source), and
-a whole program can be captured once as a CUDA graph and replayed.
-
-The straight-line driver is exec_numpy's, over the cupy namespace.
+"""CUDA: each fused group becomes one generated cupy.ElementwiseKernel (a
+sum with the group that feeds it, one cupy.ReductionKernel), compiled once by
+CuPy and cached by its source (`FUSER`); and an already compiled program can
+be captured once as a CUDA graph and replayed (`as_graph`).
 """
 import types
 
-from .fusion import fusible   # noqa: F401  (every fusible equation fuses on the GPU)
-
-
-def accepts(kernel):
-    return True
-
-
-fuse_reductions = True      # sums take the elementwise group before them as their map
+from .fusion import Fuser, ReduceKernel, fusible, kernels
 
 
 def build(kernels):
     """An object with one callable per kernel name: inputs -> list of outputs."""
     import cupy
-    from .fusion import ReduceKernel
     calls = types.SimpleNamespace()
     for k in kernels:
         if isinstance(k, ReduceKernel):
@@ -42,15 +33,16 @@ def build(kernels):
     return calls
 
 
-def as_graph(prog, donate=()):
-    """The program captured once as a CUDA graph, replayed on each call: the
-    inputs are copied into fixed buffers, the graph is launched, and the
+# every fusible equation fuses on the GPU; sums take their map
+FUSER = Fuser(fusible=fusible, accepts=lambda kernel: True, build=build, fuse_reductions=True)
+
+
+def as_graph(run):
+    """`run` (compiled with keep=True: it frees nothing and also returns its
+    intermediates) captured once as a CUDA graph and replayed on each call:
+    the inputs are copied into fixed buffers, the graph is launched, and the
     outputs are copied out (the graph writes the same memory every time)."""
     import cupy
-    from .exec_numpy import compile_numpy
-    fuser = types.SimpleNamespace(fusible=fusible, accepts=accepts, build=build,
-                                  fuse_reductions=True)
-    run = compile_numpy(prog, cupy, donate=(), fuser=fuser, keep=True)
     state = {}
 
     def call(leaves):
@@ -75,8 +67,7 @@ def as_graph(prog, donate=()):
         stream.synchronize()
         return result
 
-    call.source = run.source
-    call.launches = 1
+    call.source, call.kernels, call.launches = run.source, run.kernels, 1
     return call
 
 
@@ -84,7 +75,5 @@ def kernel_sources(prog, reductions=False):
     """The CUDA source of every fused kernel of a program (for tests and nvcc),
     once per kernel name: two equal groups give one kernel, as in the executor.
     With `reductions`, as the executor builds them (sums merged with their map)."""
-    from .fusion import kernels
     return list(dict.fromkeys(k.cuda_source() for _, k in kernels(prog, reductions=reductions)
                               if k is not None and k.outputs))
-

@@ -1,5 +1,6 @@
-"""The array-namespace executor: a Program becomes generated straight-line
-Python over the backend's functions (no tracers, no dispatch).
+"""The executor of every backend: a Program becomes generated straight-line
+Python over the backend's namespace (no tracers, no dispatch), with the
+groups that the backend's Fuser accepts fused into single kernel calls.
 
 Memory is planned at compile time, as a sequence of named buffers: an
 operation that can write into an existing array (ufuncs, matmul, reductions,
@@ -14,25 +15,15 @@ import math
 
 import numpy as np
 
-from . import core
-from .ir import Literal, Var
-
-REDUCTIONS = frozenset(["sum", "max", "min"])
-VIEWS = frozenset(["reshape", "transpose", "broadcast_to", "stop_gradient"])
-
-
-def is_ufunc(prim):
-    """A primitive that is the backend's ufunc of the same name (NumPy's
-    signature: `out=`, in-place safe)."""
-    return bool(prim.rules.get("direct")) and isinstance(getattr(np, prim.name, None), np.ufunc)
-
-
-def takes_out(prim):
-    return is_ufunc(prim) or prim.name in REDUCTIONS or prim.name in ("matmul", "clip")
+from .. import core
+from ..ir import Literal, Var
+from . import fusion
 
 
 def is_view(e):
-    return e.prim.name in VIEWS or (e.prim.name == "getitem" and len(e.inputs) == 1)
+    """Whether equation e's result may share memory with its first input."""
+    view = e.prim.view
+    return view(*e.inputs, **e.params) if callable(view) else view
 
 
 class Namer:
@@ -117,8 +108,8 @@ def plan_memory(prog, steps, donate=(), fused_out=False):
         prim = st.prim()
         dying = [v for v in dict.fromkeys(st.inputs) if isinstance(v, Var) and last[v] == k]
         if prim is not None:
-            early = dying if is_ufunc(prim) else []     # a ufunc may overwrite its inputs
-            writes = takes_out(prim)
+            early = dying if prim.ufunc else []     # a ufunc may overwrite its inputs
+            writes = prim.takes_out
         else:
             writes = fused_out
             bases = [base[v] for v in st.inputs if isinstance(v, Var)]
@@ -150,17 +141,14 @@ def plan_memory(prog, steps, donate=(), fused_out=False):
 
 
 def make_steps(prog, fuser):
-    """One step per equation, with elementwise groups that `fuser` accepts
-    fused into single kernels (fuser.fusible(eqn), fuser.accepts(kernel),
-    fuser.build(kernels)
-    -> an object holding a callable per kernel name, or None)."""
+    """One step per equation, with the elementwise groups that `fuser` (a
+    fusion.Fuser, or None) accepts fused into single kernels.  Returns
+    (steps, module holding the kernels or None)."""
     plain = [Step(eqn=e) for e in prog.eqns]
     if fuser is None:
         return plain, None
-    from . import fusion
     steps, kernels = [], {}
-    for eqns, kernel in fusion.kernels(prog, fuser.fusible,
-                                       getattr(fuser, "fuse_reductions", False)):
+    for eqns, kernel in fusion.kernels(prog, fuser.fusible, fuser.fuse_reductions):
         if kernel is not None and kernel.outputs and fuser.accepts(kernel):
             steps.append(Step(kernel=kernel))
             kernels[kernel.name] = kernel
@@ -170,10 +158,13 @@ def make_steps(prog, fuser):
     return (steps, module) if module is not None else (plain, None)
 
 
-def compile_numpy(prog, xp, donate=(), fuser=None, keep=False):
-    """A function (list of input arrays) -> list of output arrays.
+def generate(prog, xp, donate=(), fuser=None, keep=False):
+    """A function (list of input arrays) -> list of output arrays, with
+    attributes `source` (the generated code), `launches` (calls into the
+    backend per run) and `kernels` (fused kernels among them).
 
-    fuser: fuses elementwise groups (exec_cpu, exec_cuda), or None.
+    donate: indices of inputs whose buffers may be overwritten.
+    fuser: a fusion.Fuser for elementwise groups, or None.
     keep: delete nothing and also return every intermediate (CUDA graph
     capture must keep the memory it recorded)."""
     name = Namer(prog)
@@ -181,7 +172,7 @@ def compile_numpy(prog, xp, donate=(), fuser=None, keep=False):
     ns["xp"] = xp
     check_nans = core.debug.nans      # each equation checked: no fusion then
     steps, module = make_steps(prog, None if check_nans else fuser)
-    fused_out = module is not None and getattr(fuser, "takes_out", False)
+    fused_out = module is not None and fuser.takes_out
     if check_nans:
         ns["_nan"] = _nan_checker(prog)
     outs, dels = plan_memory(prog, steps, donate, fused_out)
@@ -217,7 +208,8 @@ def compile_numpy(prog, xp, donate=(), fuser=None, keep=False):
     exec(compile(source, f"<gpuprop jit {prog.name}>", "exec"), ns)
     run = ns["run"]
     run.source = source
-    run.launches = len(steps)       # calls into the backend per run
+    run.launches = len(steps)
+    run.kernels = sum(st.kernel is not None for st in steps)
     return run
 
 
@@ -234,20 +226,18 @@ def _nan_checker(prog):
 
 
 def _call(e, k, name, out_buf, ns):
-    args = [name(v) for v in e.inputs]
+    """The source of one equation's call, from its primitive's facts."""
+    prim, args = e.prim, [name(v) for v in e.inputs]
     out = f", out={name(out_buf)}" if out_buf is not None else ""
-    p = e.prim.name
-    if is_ufunc(e.prim) or p in ("matmul", "clip"):
-        return f"xp.{p}({', '.join(args)}{out})"
-    if p in REDUCTIONS:
-        fn = f"xp.{p}"
-        if ns["xp"] is np and e.out.aval.dtype.kind == "f":     # skip NumPy's wrapper
-            fn = f"xp.{ {'sum': 'add', 'max': 'maximum', 'min': 'minimum'}[p]}.reduce"
-        return (f"{fn}({args[0]}, axis={e.params['axis']!r}, "
-                f"keepdims={e.params['keepdims']!r}{out})")
-    if p in ("reshape", "transpose"):       # the array's own method: no wrapper
-        param = e.params["shape" if p == "reshape" else "axes"]
-        return f"{args[0]}.{p}({tuple(int(d) for d in param)!r})"
+    if prim.backend_fn:
+        fn = f"xp.{prim.name}"
+        if prim.reduce_ufunc and ns["xp"] is np and e.out.aval.dtype.kind == "f":
+            fn = f"xp.{prim.reduce_ufunc}.reduce"       # skips NumPy's Python wrapper
+        kws = "".join(f", {key}={val!r}" for key, val in e.params.items())
+        return f"{fn}({', '.join(args)}{kws}{out})"
+    if prim.method:         # the array's own method: no wrapper
+        param = tuple(int(d) for d in e.params[prim.method])
+        return f"{args[0]}.{prim.name}({param!r})"
     fn = f"f{k}"
-    ns[fn] = functools.partial(e.prim.impl, **e.params) if e.params else e.prim.impl
+    ns[fn] = functools.partial(prim.impl, **e.params) if e.params else prim.impl
     return f"{fn}(xp, {', '.join(args)})"

@@ -1,5 +1,5 @@
-"""Fused elementwise groups on the CPU: the kernels of a program compiled
-into one small C++ extension module with the system's C++ compiler.
+"""C++ kernels for the CPU: the fused groups of a program compiled into one
+small C++ extension module with the system's C++ compiler (`FUSER`).
 
 Calling NumPy once per operation costs about a microsecond each, whatever the
 array size; a fused group costs one call.  Used for small groups (where call
@@ -21,9 +21,8 @@ import threading
 
 import numpy as np
 
-# Only equations NumPy computes bit for bit the same way: results do not
-# depend on whether a group was fused (transcendental functions stay NumPy's).
-from .fusion import exact as fusible  # noqa: F401
+from ..core import size_of
+from .fusion import Fuser, exact
 
 log = logging.getLogger("gpuprop.jit")
 
@@ -107,7 +106,7 @@ def module_source(modname, kernels):
     for k in kernels:
         parts.append(k.cpp_function())
         in_types = [NPY_TYPES[v.aval.dtype.name] for v in k.inputs]
-        sizes = [f"{int(np.prod(v.aval.shape, dtype=np.int64))}" for v in k.inputs]
+        sizes = [f"{size_of(v.aval.shape)}" for v in k.inputs]
         out_types = [NPY_TYPES[v.aval.dtype.name] for v in k.outputs]
         dims = [str(d) for d in k.shape]
         parts.append(
@@ -154,16 +153,13 @@ _loaded = {}
 _lock = threading.Lock()
 
 
-takes_out = True        # kernels accept output buffers after their inputs
-
-
 def accepts(kernel):
     """Small groups; above MAX_ELEMENTS only groups whose inputs all have the
     group's shape (or one element): the compiler vectorises those loops, not
     ones that index a broadcast input."""
     if len(kernel.inputs) > 64 or len(kernel.outputs) > 64:
         return False
-    return (int(np.prod(kernel.shape, dtype=np.int64)) <= MAX_ELEMENTS
+    return (size_of(kernel.shape) <= MAX_ELEMENTS
             or all(kernel._index(v.aval.shape) in ("i", "0") for v in kernel.inputs))
 
 
@@ -216,3 +212,9 @@ def build(kernels):
         loader.exec_module(mod)
         _loaded[modname] = mod
         return mod
+
+
+# Only equations NumPy computes bit for bit the same way (`exact`): results do
+# not depend on whether a group was fused (transcendental functions stay
+# NumPy's).  Kernels take output buffers after their inputs.
+FUSER = Fuser(fusible=exact, accepts=accepts, build=build, takes_out=True)
