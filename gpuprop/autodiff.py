@@ -138,7 +138,8 @@ def backward_pass(tape, roots, release):
     `release`, each node drops what it saved as soon as its rule has run."""
     cts = {}
     for node, ct in roots:
-        _accumulate(cts, node, ct)
+        prev = cts.get(node)
+        cts[node] = ct if prev is None else ew.add(prev, ct)
     for node in reversed(tape):
         g = cts.pop(node, None)
         if g is not None:
@@ -160,16 +161,11 @@ def backward_pass(tape, roots, release):
                 dt = args[i].dtype
                 if c.dtype is not dt and c.dtype != dt:
                     c = ew.astype(c, dt)
-                prev = cts.get(parent)      # _accumulate, inlined: the hottest loop
+                prev = cts.get(parent)
                 cts[parent] = c if prev is None else ew.add(prev, c)
         if release:     # the rule too: a custom_vjp rule holds its residuals
             node.primals = node.out = node.params = node.prim = None
     return cts
-
-
-def _accumulate(cts, node, c):
-    prev = cts.get(node)
-    cts[node] = c if prev is None else ew.add(prev, c)
 
 
 def _check_differentiable(name, argnums, leaves):

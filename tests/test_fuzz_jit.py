@@ -9,6 +9,10 @@ view primitives (transpose, reversal by slicing, reshape, broadcast-and-pick)
 that leaves values unchanged, so the compiled program reads strided views of
 its buffers and the planned buffer reuse and the fused kernels must cope.
 
+Every pass of every program staged here is checked by ir.check (before and
+after it runs), and the compiled program agrees with the reference
+interpreter (ir.eval_program) on the optimised IR.
+
 In float64, the compiled value and gradient are also checked against finite
 differences (gpuprop.testing.check_grads, first order of the pair: the first
 and second derivatives of the loss, with the finite differences taken by the
@@ -20,10 +24,13 @@ import itertools
 import os
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import gpuprop as gp
 import gpuprop.numpy as gnp
+from gpuprop.compile import passes
+from gpuprop.ir import check, eval_program
 from gpuprop.testing import check_grads
 from conftest import dev, host
 from test_fuzz import programs, run
@@ -70,6 +77,14 @@ class Viewing:
         return viewed
 
 
+@pytest.fixture(autouse=True)
+def checked_passes(monkeypatch):
+    """ir.check before and after every optimisation pass."""
+    def checked(p):
+        return lambda prog: check(p(check(prog)))
+    monkeypatch.setattr(passes, "PASSES", tuple(checked(p) for p in passes.PASSES))
+
+
 @st.composite
 def jit_programs(draw):
     shapes, ops, outs, seed = draw(programs())
@@ -114,5 +129,8 @@ def test_jit_matches_eager_values_and_gradients(program):
     for k, (g, w) in enumerate(zip(got_g, want_g)):
         assert_close(g, w, dtype, f"gradient {k}")
     assert jitted.traces == 1
+    reference = eval_program(jitted.lower(*xs).program, *xs)
+    for k, (g, w) in enumerate(zip(gp.tree_leaves((got_outs, got_v, got_g)), reference)):
+        assert_close(g, w, dtype, f"leaf {k} against ir.eval_program")
     if dtype == np.float64:     # the compiled program evaluates the finite differences
         check_grads(lambda *a: jitted(*a)[1], xs, order=1, rtol=1e-4, atol=1e-6)

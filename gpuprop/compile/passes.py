@@ -95,7 +95,13 @@ def _other_than_unit(e, consts):
     return None
 
 
+PASSES = (simplify, cse, dce)
+
+
 def optimize(prog):
-    return dce(cse(simplify(prog)))
+    """The program after every pass of PASSES, in order."""
+    for run in PASSES:
+        prog = run(prog)
+    return prog
 
 
