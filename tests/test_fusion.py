@@ -30,7 +30,7 @@ import gpuprop.numpy as gnp
 from gpuprop import exec_cpu, exec_cuda, fusion
 from gpuprop.ir import Literal
 from gpuprop.jit import make_ir
-from conftest import dev, host
+from support import dev, host
 from strict_backend import ReferenceFuser
 
 TOL = {np.float32: dict(rtol=1e-6, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-12)}

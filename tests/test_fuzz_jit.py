@@ -25,9 +25,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import gpuprop as gp
 import gpuprop.numpy as gnp
 from gpuprop.testing import check_grads
-from conftest import dev, host
-from test_fuzz import programs, run
-from test_primitives import REF
+from support import REF, dev, host, fuzz_programs as programs, run_fuzz_program as run
 
 
 def _flip(x):

@@ -19,7 +19,7 @@ import gpuprop.numpy as gnp
 from gpuprop.jit import TracerControlFlowError, make_ir
 from gpuprop.exec_numpy import make_steps, plan_memory
 from gpuprop.testing import check_grads
-from conftest import dev, host
+from support import dev, host
 
 Pair = collections.namedtuple("Pair", ["w", "b"])
 

@@ -11,7 +11,7 @@ import pytest
 import gpuprop as gp
 import gpuprop.numpy as gnp
 from gpuprop.testing import check_grads
-from conftest import dev, host
+from support import dev, host
 from test_primitives import REF, assert_same, away_from_zero, check, distinct, uniform
 
 

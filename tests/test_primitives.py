@@ -13,7 +13,7 @@ import pytest
 import gpuprop as gp
 import gpuprop.numpy as gnp
 from gpuprop.testing import check_grads
-from conftest import dev, host
+from support import dev, host
 
 
 def _logsumexp(x, axis=None, keepdims=False):
