@@ -14,7 +14,7 @@ import pytest
 import gpuprop as gp
 import gpuprop.numpy as gnp
 from gpuprop import distributed as dist
-from support import assert_same_trees, dev, host, find_mpiexec
+from support import assert_same_trees, dev, find_mpiexec, host
 
 HERE = Path(__file__).resolve().parent
 Pair = collections.namedtuple("Pair", "left right")
