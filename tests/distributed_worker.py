@@ -21,16 +21,9 @@ import gpuprop as gp
 import gpuprop.numpy as gnp
 from gpuprop.distributed import CollectiveTimeoutError, get_communicator
 from strict_backend import strict_backend
+from support import dev, host
 
 gp.register_backend("strict", strict_backend)
-
-
-def dev(x, dtype=None):
-    return gp.asarray(np.asarray(x, dtype=dtype))
-
-
-def host(x):
-    return gp.to_numpy(x)
 
 
 def same(got, want, dtype):

@@ -5,14 +5,13 @@ Every derivative is compared with an analytic formula, or with central finite
 differences of the same function run by NumPy on the host: functions written
 as `f(m, x)` take the module (`np` or `gnp`) that computes them.
 """
-import weakref
 
 import numpy as np
 import pytest
 
 import gpuprop as gp
 import gpuprop.numpy as gnp
-from conftest import dev, host
+from support import dev, host, weak_ref
 
 
 def fd_jacobian(f, x, eps=1e-6):
@@ -290,17 +289,6 @@ def test_cotangents_of_reused_values_sum():
     np.testing.assert_allclose(host(g), np.full(3, 2 * x.sum()))
 
 
-def _weak(a):
-    """A weak reference to a device array.  The strict backend's wrapper has no
-    __weakref__ slot; the NumPy buffer inside lives exactly as long as it."""
-    try:
-        return weakref.ref(a)
-    except TypeError:
-        if not hasattr(a, "_a"):
-            pytest.skip(f"{type(a).__name__} does not support weak references")
-        return weakref.ref(a._a)
-
-
 def test_backward_pass_releases_saved_values_as_it_goes():
     saved = []          # weak references to intermediates saved on the tape
     alive = []          # which of them lived when the pass reached the first op
@@ -310,7 +298,7 @@ def test_backward_pass_releases_saved_values_as_it_goes():
         return x
 
     def spy_fwd(x):
-        saved.append(_weak(x))
+        saved.append(weak_ref(x))
         return x, None
 
     spy.defvjp(spy_fwd, lambda _, g: (g,))

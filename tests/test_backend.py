@@ -11,7 +11,7 @@ import pytest
 
 import gpuprop as gp
 import gpuprop.numpy as gnp
-from conftest import BACKENDS, dev, host
+from support import BACKENDS, dev, host
 
 # run in a fresh interpreter: which backend is chosen, or the error, and
 # whether CuPy got imported on the way

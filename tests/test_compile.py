@@ -13,7 +13,7 @@ from gpuprop.backend import Backend
 from gpuprop.compile import cpu, cuda, executor
 from gpuprop.numpy import _base, elementwise as ew, reductions
 from gpuprop.numpy.linalg import matmul_p
-from conftest import dev, host
+from support import dev, host
 from strict_backend import REFERENCE_FUSER
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import gpuprop as gp
 from gpuprop import data
-from conftest import dev, host
+from support import dev, host
 
 TRAIN_IMG, TRAIN_LAB = data.FASHION_MNIST_FILES["train"]
 TEST_IMG, TEST_LAB = data.FASHION_MNIST_FILES["test"]

@@ -17,7 +17,7 @@ import pytest
 
 import gpuprop as gp
 import gpuprop.numpy as gnp
-from conftest import dev, host
+from support import dev, host
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")   # nan on purpose
 

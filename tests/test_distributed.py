@@ -1,9 +1,7 @@
 """gpuprop.distributed: the single-process communicator in this process; MPI
 with two real ranks (mpiexec, tests/distributed_worker.py) in subprocesses."""
 import collections
-import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -16,7 +14,7 @@ import pytest
 import gpuprop as gp
 import gpuprop.numpy as gnp
 from gpuprop import distributed as dist
-from conftest import dev, host
+from support import assert_same_trees, dev, find_mpiexec, host
 
 HERE = Path(__file__).resolve().parent
 Pair = collections.namedtuple("Pair", "left right")
@@ -28,15 +26,6 @@ def a_tree():
             "h": [dev([1.0, 2.0], np.float16), Pair(dev(3.0), dev(np.ones((0, 2))))]}
 
 
-def check_like(got, want, exact=True):
-    g, gd = gp.tree_flatten(got)
-    w, wd = gp.tree_flatten(want)
-    assert gd == wd
-    for a, b in zip(g, w):
-        assert a.dtype == b.dtype and a.shape == b.shape
-        (np.testing.assert_array_equal if exact else np.testing.assert_allclose)(host(a), host(b))
-
-
 # ---- one process ----------------------------------------------------------------
 def test_single_collectives_are_identities():
     comm = dist.get_communicator("single")
@@ -45,7 +34,7 @@ def test_single_collectives_are_identities():
     assert comm.broadcast(tree) is tree
     mean = comm.allreduce_mean(tree)
     assert mean is tree
-    check_like(comm.allreduce_mean(tree, weight=7), tree)
+    assert_same_trees(comm.allreduce_mean(tree, weight=7), tree)
     comm.barrier()
 
 
@@ -111,17 +100,17 @@ class Loopback(dist.Communicator):
 def test_packed_collectives_preserve_structure_and_dtypes():
     comm = Loopback()
     tree = a_tree()
-    check_like(comm.allreduce_mean(tree), tree)                 # (x + x) / 2
+    assert_same_trees(comm.allreduce_mean(tree), tree)                 # (x + x) / 2
     with warnings.catch_warnings():     # real leaves leave a complex buffer cleanly
         warnings.simplefilter("error")
         with_complex = dict(tree, z=dev([1 - 2j, 0.5j], np.complex64))
-        check_like(comm.allreduce_mean(with_complex), with_complex)
-    check_like(comm.allreduce_mean(tree, weight=3), tree)       # (3x + 3x) / 6
+        assert_same_trees(comm.allreduce_mean(with_complex), with_complex)
+    assert_same_trees(comm.allreduce_mean(tree, weight=3), tree)       # (3x + 3x) / 6
     mixed = {"i": dev([[-7, 8]], np.int64), "m": dev([True, False, True]),
              "c": dev([1 + 2j], np.complex128), "s": dev(2.5, np.float32), "e": dev(np.zeros(0))}
     got = comm.broadcast(mixed)
     assert got is not mixed
-    check_like(got, mixed)
+    assert_same_trees(got, mixed)
     offsets, total = dist._slots(gp.tree_leaves(mixed))    # CUDA wants aligned leaves
     assert all(o % 16 == 0 for o in offsets) and total % 16 == 0 and total >= 16 + 3 * 8
     assert comm.allreduce_sum((1, 0.5, dev([2.0]))) == (2, 1.0, pytest.approx([4.0]))
@@ -192,17 +181,6 @@ def test_no_mpi4py_or_cupy_until_asked():
 
 
 # ---- two ranks under mpiexec --------------------------------------------------------
-def _mpiexec():
-    """The mpiexec beside this python (the mpich wheel puts it there), else on PATH."""
-    if importlib.util.find_spec("mpi4py") is None:
-        pytest.skip("mpi4py is not installed: pip install -e '.[mpi]'")
-    beside = Path(sys.executable).parent / "mpiexec"
-    found = str(beside) if beside.exists() else shutil.which("mpiexec")
-    if found is None:
-        pytest.skip("no mpiexec beside python or on PATH: pip install -e '.[mpi]'")
-    return found
-
-
 _runs = {}
 
 
@@ -216,7 +194,7 @@ def run_two_ranks(mode, limit=60, **env_extra):
         env.update(PYTHONPATH=os.pathsep.join([str(HERE.parent), str(HERE)]),
                    OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                    OMPI_MCA_rmaps_base_oversubscribe="1", **env_extra)
-        cmd = [_mpiexec(), "-n", "2", sys.executable, str(HERE / "distributed_worker.py"), mode]
+        cmd = [find_mpiexec(), "-n", "2", sys.executable, str(HERE / "distributed_worker.py"), mode]
         t0 = time.monotonic()
         try:
             p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=limit,

@@ -5,7 +5,7 @@ import pytest
 
 import gpuprop as gp
 import gpuprop.numpy as gnp
-from conftest import dev, host
+from support import dev, host
 
 
 # ---- misuse of the transforms -----------------------------------------------

@@ -31,7 +31,7 @@ from gpuprop.compile import cpu, cuda, fusion
 from gpuprop.compile.executor import generate
 from gpuprop.ir import Program, eval_program
 from gpuprop.jit import make_ir
-from conftest import dev, host
+from support import dev, host
 from strict_backend import REFERENCE_FUSER
 
 TOL = {np.float32: dict(rtol=1e-6, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-12)}

@@ -1,5 +1,5 @@
 """Property-based fuzzing of jit: hypothesis builds random programs (the
-DAGs of tests/test_fuzz.py: elementwise ops, broadcasting binary ops and
+DAGs of tests/support.py (fuzz_programs): elementwise ops, broadcasting binary ops and
 reductions over random broadcast-compatible shapes), in float32 or float64,
 and compares the jitted program with the eager one: its values and its
 gradients (jit(grad) against grad), dtype for dtype.
@@ -32,9 +32,7 @@ import gpuprop.numpy as gnp
 from gpuprop.compile import passes
 from gpuprop.ir import check, eval_program
 from gpuprop.testing import check_grads
-from conftest import dev, host
-from test_fuzz import programs, run
-from test_primitives import REF
+from support import REF, dev, host, fuzz_programs as programs, run_fuzz_program as run
 
 
 def _flip(x):

@@ -8,7 +8,7 @@ import gpuprop.numpy as gnp
 from gpuprop.compile import passes
 from gpuprop.ir import Eqn, Program, ProgramError, Var, check, eval_program
 from gpuprop.jit import make_ir
-from conftest import dev, host
+from support import dev, host
 
 
 def mlp(w, b, x):

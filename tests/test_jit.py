@@ -19,7 +19,7 @@ import gpuprop.numpy as gnp
 from gpuprop.jit import TracerControlFlowError, make_ir
 from gpuprop.compile.executor import make_steps, plan_memory
 from gpuprop.testing import check_grads
-from conftest import dev, host
+from support import assert_same_trees, dev, host
 
 Pair = collections.namedtuple("Pair", ["w", "b"])
 
@@ -29,10 +29,7 @@ def tree_host(tree):
 
 
 def assert_trees_close(actual, expected, rtol=1e-6, atol=1e-6):
-    assert gp.tree_structure(actual) == gp.tree_structure(expected)
-    for a, e in zip(tree_host(actual), tree_host(expected)):
-        assert a.shape == e.shape and a.dtype == e.dtype
-        np.testing.assert_allclose(a, e, rtol=rtol, atol=atol)
+    assert_same_trees(actual, expected, rtol=rtol, atol=atol)
 
 
 # ---- a small MLP, its loss and training steps -------------------------------

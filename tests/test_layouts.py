@@ -10,7 +10,7 @@ import pytest
 
 import gpuprop as gp
 import gpuprop.numpy as gnp
-from conftest import dev, host
+from support import dev, host
 
 DTYPES = [np.float32, np.float64]
 RNG = np.random.default_rng(0)

@@ -15,8 +15,7 @@ import pytest
 import gpuprop as gp
 import gpuprop.numpy as gnp
 from gpuprop.nn import MLP, softmax_cross_entropy
-from conftest import dev, host
-from test_autodiff import _weak
+from support import dev, host, weak_ref
 
 
 @pytest.fixture
@@ -77,7 +76,7 @@ def test_the_tape_releases_saved_values_and_residuals_as_it_goes():
 
     def cube_fwd(x):
         slope = gnp.multiply(3.0, x * x)       # lives only as a residual
-        refs["residual"] = _weak(slope)
+        refs["residual"] = weak_ref(slope)
         return x * x * x, (slope,)
 
     cube.defvjp(cube_fwd, lambda res, g: (g * res[0],))
@@ -98,7 +97,7 @@ def test_the_tape_releases_saved_values_and_residuals_as_it_goes():
 
     def keep_fwd(x):
         out = x * 1.0
-        refs["intermediate"] = _weak(out)
+        refs["intermediate"] = weak_ref(out)
         return out, None
 
     keep.defvjp(keep_fwd, lambda _, g: (g,))

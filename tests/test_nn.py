@@ -5,7 +5,7 @@ import pytest
 import gpuprop as gp
 import gpuprop.numpy as gnp
 from gpuprop import nn
-from conftest import dev, host
+from support import dev, host
 
 RNG = np.random.default_rng(7)
 

@@ -4,7 +4,7 @@ import pytest
 import gpuprop as gp
 import gpuprop.numpy as gnp
 from gpuprop.testing import check_grads
-from conftest import dev, host
+from support import dev, host
 
 
 def test_grad_tanh_sum():

@@ -12,7 +12,7 @@ import pytest
 
 import gpuprop as gp
 import gpuprop.numpy as gnp
-from conftest import dev, host
+from support import dev, host
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")   # inf and nan on purpose
 DTYPES = [np.float32, np.float64]

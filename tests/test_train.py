@@ -13,7 +13,7 @@ import gpuprop as gp
 import gpuprop.numpy as gnp
 from gpuprop import cli, data, nn, optim, train
 from gpuprop.train import Trainer
-from conftest import dev, host
+from support import assert_same_trees, dev, host
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,11 +35,6 @@ def make(ckpt=None, epochs=3, sizes=(4, 8, 3), x=X, y=Y, xv=XV, yv=YV, opt=None,
     return Trainer(model.apply, model.init(), "cross_entropy", opt or optim.adam(1e-2),
                    x, y, xv, yv, epochs=epochs, seed=1, checkpoint_dir=ckpt, log_every=4,
                    **kw)
-
-
-def same_trees(a, b):
-    la, lb = gp.tree_leaves(host(a)), gp.tree_leaves(host(b))
-    return len(la) == len(lb) and all(np.array_equal(u, v) for u, v in zip(la, lb))
 
 
 def test_step_is_gradient_descent_by_hand():
@@ -96,11 +91,12 @@ def test_resume_is_bit_identical(tmp_path):
     first.fit()
     resumed = make(tmp_path / "b", epochs=3)
     resumed.fit(resume=True)
-    assert same_trees(resumed.params, full.params)
-    assert same_trees(resumed.opt_state, full.opt_state)
+    assert_same_trees(resumed.params, full.params)
+    assert_same_trees(resumed.opt_state, full.opt_state)
     for k in ("train_loss", "val_loss", "val_accuracy"):
         assert resumed.history[k] == full.history[k]
-    assert not same_trees(first.params, full.params)
+    with pytest.raises(AssertionError):
+        assert_same_trees(first.params, full.params)
 
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_is_exact(tmp_path, caplog):
@@ -122,7 +118,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_is_exact(tmp_path, caplog):
     assert (meta["epoch"], meta["batch"], meta["step"]) == (1, 3, 9)
     resumed = make(tmp_path / "b")
     resumed.fit(resume=True)
-    assert same_trees(resumed.params, full.params)
+    assert_same_trees(resumed.params, full.params)
     assert resumed.history["train_loss"] == full.history["train_loss"]
 
 
@@ -151,7 +147,8 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     assert open(path, "rb").read() == before
     assert os.listdir(tmp_path) == [train.CHECKPOINT_NAME]      # no temporary left
     trees, meta = train.load_checkpoint(path, {"params": t.params})
-    assert same_trees(trees["params"], saved) and meta["epoch"] == 1
+    assert_same_trees(trees["params"], saved)
+    assert meta["epoch"] == 1
 
 
 def test_damaged_or_foreign_checkpoints_are_clear_errors(tmp_path):
@@ -185,7 +182,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     one_epoch.fit()
     trees, meta = train.load_checkpoint(t.checkpoint_path, {"params": t.params})
     assert meta["epoch"] == 1 and meta["step"] == 6
-    assert same_trees(trees["params"], one_epoch.params)
+    assert_same_trees(trees["params"], one_epoch.params)
 
 
 def test_early_stopping_restores_the_best_epoch():
@@ -196,7 +193,7 @@ def test_early_stopping_restores_the_best_epoch():
     assert h["val_loss"][1] >= h["val_loss"][0] and h["val_loss"][2] >= h["val_loss"][0]
     best = make(epochs=1, xv=X, yv=shifted)
     best.fit()
-    assert same_trees(t.params, best.params)
+    assert_same_trees(t.params, best.params)
 
 
 # ---- refusing bad input -----------------------------------------------------
@@ -280,7 +277,8 @@ def test_backends_agree(backend_name):
         pytest.skip("compares the numpy and strict backends once")
     # bit for bit: the CPU executor fuses only what NumPy computes exactly so
     (p_numpy, l_numpy), (p_strict, l_strict) = train_on_both_backends()
-    assert same_trees(p_numpy, p_strict) and l_numpy == l_strict
+    assert_same_trees(p_numpy, p_strict)
+    assert l_numpy == l_strict
 
 
 # ---- command line -----------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 
 import gpuprop as gp
 from gpuprop import cli, optim, train
-from test_distributed import _mpiexec
+from support import find_mpiexec
 import train_distributed_worker as worker
 
 HERE = Path(__file__).resolve().parent
@@ -30,7 +30,7 @@ def mpi_job(key, blocks, limit=60, cwd=None, **env_extra):
         env.update(PYTHONPATH=os.pathsep.join([str(HERE.parent), str(HERE)]),
                    OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                    OMPI_MCA_rmaps_base_oversubscribe="1", **env_extra)
-        cmd = [_mpiexec()]
+        cmd = [find_mpiexec()]
         for i, block in enumerate(blocks):
             cmd += ([":"] if i else []) + block
         t0 = time.monotonic()
