@@ -18,6 +18,7 @@ from . import numpy as gnp
 from . import serialization
 from .devices import asarray
 from .optim import sum_of_squares
+from .tree import tree_structure
 
 
 # ---- activations ------------------------------------------------------------
@@ -173,11 +174,14 @@ class MLP:
         model = cls(**meta["model"])
         params = serialization.load(path)
         want = [((m, n), (n,)) for m, n in zip(model.sizes[:-1], model.sizes[1:])]
-        got = [(tuple(layer["W"].shape), tuple(layer["b"].shape)) for layer in params]
+        try:
+            got = [(tuple(layer["W"].shape), tuple(layer["b"].shape)) for layer in params]
+        except (KeyError, TypeError):       # not a list of {"W", "b"}
+            got = str(tree_structure(params))
         if got != want:
             raise serialization.FileFormatError(
-                f"MLP.load: {path} has layers of shapes {got}, but its config "
-                f"{model!r} implies {want}; the file is damaged")
+                f"MLP.load: {path} holds parameters {got}, but its config {model!r} "
+                f"implies layers (W, b) of shapes {want}; the file is damaged")
         return model, params
 
     def __repr__(self):
