@@ -389,11 +389,11 @@ def _run(args, be, comm):
     for key, value in DEFAULTS[name].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    ds = _load(name, args)
+    x_train, y_train, x_val, y_val = _training_sets(ds, args)
     out = args.out or os.path.join("runs", name)
     if root:
         _check_outputs(args, out)
-    ds = _load(name, args)
-    x_train, y_train, x_val, y_val = _training_sets(ds, args)
     model = nn.MLP([x_train.shape[1], *args.hidden, ds.num_classes], args.activation,
                    args.init, args.seed)
     steps = args.epochs * data.num_batches(len(x_train), args.batch_size)
