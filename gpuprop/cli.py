@@ -252,22 +252,28 @@ def _check_outputs(args, out):
 
 
 def _write_outputs(out, model, trainer, result):
-    """Write model.npz, history.json and curves.png, each whatever happens to
-    the others; returns the number of failures (each logged)."""
-    writers = (lambda p: model.save(p, trainer.params, dataset=result["dataset"],
-                                    optimizer=result["config"]["optimizer"],
-                                    metrics=result["metrics"]),
-               lambda p: _write_json(p, result),
-               lambda p: _plot(p, result))
-    failed = 0
-    for name, write in zip(OUTPUTS, writers):
+    """Write model.npz, history.json and curves.png (with matplotlib), each
+    whatever happens to the others; returns (names written, failures)."""
+    writers = dict(zip(OUTPUTS, (
+        lambda p: model.save(p, trainer.params, dataset=result["dataset"],
+                             optimizer=result["config"]["optimizer"],
+                             metrics=result["metrics"]),
+        lambda p: _write_json(p, result),
+        lambda p: _plot(p, result, plt))))
+    plt = _pyplot()
+    if plt is None:
+        log.info("matplotlib is not installed: no curves.png (pip install matplotlib)")
+        del writers["curves.png"]
+    written, failed = [], 0
+    for name, write in writers.items():
         try:
             write(os.path.join(out, name))
+            written.append(name)
         except (OSError, ValueError, TypeError) as e:
             log.error("gpuprop-train: error: could not write %s: %s",
                       os.path.join(out, name), e)
             failed += 1
-    return failed
+    return written, failed
 
 
 def _write_json(path, result):
@@ -277,14 +283,18 @@ def _write_json(path, result):
     os.replace(tmp, path)
 
 
-def _plot(path, result):
+def _pyplot():
+    """matplotlib.pyplot drawing into files, or None when not installed."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        log.info("matplotlib is not installed: no curves.png (pip install matplotlib)")
-        return
+        return None
+    return plt
+
+
+def _plot(path, result, plt):
     h, m = result["history"], result["metrics"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, label in ((ax1, "train_loss", "train"), (ax1, "val_loss", "validation"),
@@ -436,10 +446,9 @@ def _finish(out, model, trainer, name, be, args, interrupted):
                "test_loss": test_loss, "test_accuracy": test_acc, "interrupted": interrupted}
     result = {"dataset": name, "backend": be.name, "device": be.describe,
               "config": vars(args), "metrics": metrics, "history": h}
-    failed = _write_outputs(out, model, trainer, result)
-    what = f"after {len(h['epoch'])} finished epoch(s) " if interrupted else ""
-    log.info("model %swritten to %s (history.json and curves.png beside it)", what,
-             os.path.join(out, OUTPUTS[0]))
+    written, failed = _write_outputs(out, model, trainer, result)
+    what = f" after {len(h['epoch'])} finished epoch(s)" if interrupted else ""
+    log.info("wrote%s: %s in %s", what, ", ".join(written) or "nothing", out)
     return 1 if failed else 0
 
 

@@ -264,8 +264,9 @@ class DirectoryLock:
             pid = 0
         if pid > 0 and pid != os.getpid() and _alive(pid):
             raise DirectoryLockedError(
-                f"checkpoint directory {self.directory} is in use by another run (pid {pid}, lock "
-                f"file {self.path}); wait for it to finish, or choose another directory")
+                f"checkpoint directory {self.directory} is in use by another run (pid "
+                f"{pid}, lock file {self.path}); wait for it to finish, or choose another "
+                f"directory")
         try:
             os.remove(self.path)        # a stale lock: its process is gone
         except FileNotFoundError:

@@ -8,12 +8,13 @@ import re
 import signal
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 import gpuprop as gp
-from gpuprop import nn, serialization
+from gpuprop import cli as cli_module, nn, serialization
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--hidden", "8", "--epochs", "1", "--batch-size", "64", "--no-progress"]
@@ -79,7 +80,8 @@ def test_a_default_run_keeps_a_model_to_evaluate_and_predict_with(tmp_path):
     rc, _, err = spirals(cwd=tmp_path)
     assert rc == 0, err
     path = tmp_path / "runs" / "spirals" / "model.npz"
-    assert f"model written to {os.path.join('runs', 'spirals', 'model.npz')}" in err
+    assert re.search(r"\nwrote: model\.npz, history\.json(, curves\.png)? in "
+                     + os.path.join("runs", "spirals") + "\n$", err), err
     meta = serialization.load_metadata(path)
     assert meta["optimizer"] == "adam" and meta["dataset"] == "spirals"
     assert meta["model"]["sizes"] == [2, 8, 3]
@@ -114,7 +116,8 @@ def test_ctrl_c_without_a_checkpoint_dir_keeps_the_finished_epochs(tmp_path):
         assert p.wait(timeout=60) == 130, err
     finally:
         p.kill()
-    assert "model after" in err and "finished epoch(s) written to" in err, err
+    assert re.search(r"\nwrote after \d+ finished epoch\(s\): model\.npz, history\.json",
+                     err), err
     out = tmp_path / "runs" / "spirals"
     history = json.loads((out / "history.json").read_text())
     finished = history["metrics"]["epochs"]
@@ -248,3 +251,18 @@ def test_console_script_is_declared():
     with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
         scripts = tomllib.load(f)["project"]["scripts"]
     assert scripts["gpuprop-train"] == "gpuprop.cli:main"
+
+
+def test_a_failed_write_does_not_stop_the_others(tmp_path, monkeypatch, caplog):
+    model = nn.MLP([2, 3])
+    trainer = SimpleNamespace(params=model.init())
+    result = {"dataset": "spirals", "config": {"optimizer": "adam"}, "metrics": {},
+              "history": {}}
+
+    def disk_full(*args, **kwargs):
+        raise OSError("No space left on device")
+    monkeypatch.setattr(nn.MLP, "save", disk_full)
+    monkeypatch.setattr(cli_module, "_pyplot", lambda: None)
+    assert cli_module._write_outputs(str(tmp_path), model, trainer, result) == (["history.json"], 1)
+    assert json.loads((tmp_path / "history.json").read_text()) == result
+    assert f"could not write {tmp_path / 'model.npz'}: No space left" in caplog.text
