@@ -242,13 +242,19 @@ class DirectoryLock:
         self.path = os.path.join(self.directory, LOCK_NAME)
 
     def __enter__(self):
-        os.makedirs(self.directory, exist_ok=True)
         while True:
             try:
+                os.makedirs(self.directory, exist_ok=True)
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
+                if not os.path.isdir(self.directory):
+                    raise NotADirectoryError(f"checkpoint directory {self.directory} is "
+                                             f"a file; choose another directory") from None
                 self._check_holder()
                 continue
+            except OSError as e:
+                raise type(e)(e.errno, f"checkpoint directory {self.directory} cannot be "
+                                       f"created or written ({e.strerror})") from e
             with os.fdopen(fd, "w") as f:
                 f.write(str(os.getpid()))
             return self

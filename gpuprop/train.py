@@ -495,8 +495,8 @@ class Trainer:
                             self._p.step, self._p.epoch + 1, self._p.batch,
                             self.checkpoint_path)
             else:
-                log.warning("interrupted at step %d: no checkpoint_dir, nothing saved",
-                            self._p.step)
+                log.warning("interrupted at step %d: no checkpoint_dir, so no checkpoint "
+                            "to resume from", self._p.step)
             raise
         if self.restore_best and self._p.best[3] is not None:
             self._p = self._p._replace(params=self._p.best[3])

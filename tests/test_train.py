@@ -242,6 +242,11 @@ def test_the_checkpoint_dir_is_locked_while_fitting(tmp_path):
     lock.write_text(str(dead.pid))                  # stale: taken over
     make(tmp_path, epochs=2).fit(resume=True)
     assert not lock.exists()
+    t = make(lock, epochs=1)                        # a file
+    lock.write_text("")
+    with pytest.raises(NotADirectoryError, match="checkpoint directory .*lock is a file"):
+        t.fit()
+    assert t.history["epoch"] == []
 
 
 # ---- validation and test sets, progress ---------------------------------------
