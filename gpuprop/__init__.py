@@ -12,6 +12,7 @@ from .autodiff import grad, value_and_grad, vjp, jacobian, hessian, custom_vjp
 from .devices import asarray, to_numpy, device_put
 from .jit import jit, make_ir, TracerControlFlowError
 from .numpy import stop_gradient
+from .serialization import save, load
 from . import numpy, nn, optim, data
 from . import distributed
 

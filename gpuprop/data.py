@@ -85,14 +85,16 @@ def read_idx(path, ndim=None):
 
 def find_data_dir(files, data_dir=None):
     """The first directory holding all of `files` (or their ungzipped
-    versions): `data_dir`, else $GPUPROP_DATA_DIR (and its fashion-mnist
-    subdirectory), else DEFAULT_DATA_DIRS."""
+    versions): `data_dir`, else $GPUPROP_DATA_DIR (or its fashion-mnist
+    subdirectory), else DEFAULT_DATA_DIRS.  A directory asked for by name
+    must hold them: the system copy is read only when none was asked for."""
+    env = os.environ.get("GPUPROP_DATA_DIR", "").strip()
     if data_dir is not None:
         candidates = [os.fspath(data_dir)]
+    elif env:
+        candidates = [env, os.path.join(env, "fashion-mnist")]
     else:
-        env = os.environ.get("GPUPROP_DATA_DIR", "").strip()
-        candidates = ([env, os.path.join(env, "fashion-mnist")] if env else []) + \
-            list(DEFAULT_DATA_DIRS)
+        candidates = list(DEFAULT_DATA_DIRS)
     for d in candidates:
         if all(_existing(d, f) for f in files):
             return d
@@ -182,6 +184,20 @@ def load(name, data_dir=None, seed=0):
     if name == "fashion-mnist":
         return load_fashion_mnist(data_dir)
     return DATASETS[name](seed=seed)
+
+
+def split_validation(x, y, fraction, seed=0):
+    """(x_train, y_train, x_val, y_val): a seeded random `fraction` of the
+    rows held out for validation (at least one row when fraction > 0)."""
+    if not 0 <= fraction < 1:
+        raise ValueError(f"split_validation: fraction must lie in [0, 1), got {fraction!r}")
+    n_val = max(int(round(len(x) * fraction)), 1) if fraction else 0
+    if n_val >= len(x):
+        raise ValueError(f"split_validation: holding out {n_val} of {len(x)} rows leaves "
+                         f"none to train on; use more data or a smaller fraction")
+    perm = np.random.default_rng(seed).permutation(len(x))
+    val, train = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    return x[train], y[train], x[val], y[val]
 
 
 # ---- batching ---------------------------------------------------------------

@@ -15,8 +15,10 @@ the last layer applies no activation (it gives logits or predictions).
 import numpy as np
 
 from . import numpy as gnp
+from . import serialization
 from .devices import asarray
 from .optim import sum_of_squares
+from .tree import tree_structure
 
 
 # ---- activations ------------------------------------------------------------
@@ -105,8 +107,13 @@ class MLP:
 
     init(seed=None) -> params (a list of {"W", "b"} per layer, on the active
     device); apply(params, x) -> outputs, a pure function (calling the model
-    is the same).  `activation` is a name from ACTIVATIONS or a function;
-    `init` a name from INITIALIZERS; biases start at zero."""
+    is the same); predict(params, x) -> class indices.  `activation` is a
+    name from ACTIVATIONS or a function; `init` a name from INITIALIZERS;
+    biases start at zero.
+
+        model.save("model.npz", params, metrics={...})
+        model, params = MLP.load("model.npz")
+    """
 
     def __init__(self, sizes, activation="relu", init="he", seed=0, dtype=np.float32):
         sizes = list(sizes)
@@ -136,6 +143,46 @@ class MLP:
         return mlp_forward(params, x, self._h)
 
     __call__ = apply
+
+    def predict(self, params, x):
+        """The class of each row of x (host or device): the largest output."""
+        return gnp.argmax(self.apply(params, asarray(x, self.dtype)), axis=-1)
+
+    def config(self):
+        """The constructor's arguments as a JSON-able dict."""
+        if not isinstance(self.activation, str):
+            raise TypeError(f"MLP.config: the activation {self.activation!r} is a function; "
+                            f"only a model with a named activation (one of "
+                            f"{', '.join(sorted(ACTIVATIONS))}) can be saved")
+        return {"sizes": self.sizes, "activation": self.activation, "init": self.init_name,
+                "seed": self.seed, "dtype": self.dtype.name}
+
+    def save(self, path, params, **metadata):
+        """Write params, this model's config and `metadata` (JSON-able:
+        metrics, the optimizer's name...) atomically to `path` (gp.save)."""
+        serialization.save(path, params, {"model": self.config(), **metadata})
+
+    @classmethod
+    def load(cls, path):
+        """(model, params) from a file written by save; the parameters must
+        have the shapes the stored config implies."""
+        meta = serialization.load_metadata(path)
+        if not isinstance(meta, dict) or "model" not in meta:
+            raise serialization.FileFormatError(
+                f"MLP.load: {path} holds no MLP config (it was written by gp.save, not "
+                f"MLP.save); read its arrays with gp.load")
+        model = cls(**meta["model"])
+        params = serialization.load(path)
+        want = [((m, n), (n,)) for m, n in zip(model.sizes[:-1], model.sizes[1:])]
+        try:
+            got = [(tuple(layer["W"].shape), tuple(layer["b"].shape)) for layer in params]
+        except (KeyError, TypeError):       # not a list of {"W", "b"}
+            got = str(tree_structure(params))
+        if got != want:
+            raise serialization.FileFormatError(
+                f"MLP.load: {path} holds parameters {got}, but its config {model!r} "
+                f"implies layers (W, b) of shapes {want}; the file is damaged")
+        return model, params
 
     def __repr__(self):
         return (f"MLP({self.sizes}, activation={self.activation!r}, "

@@ -1,8 +1,8 @@
-"""Training: a jitted step, the Trainer loop, checkpoints, the command line.
+"""Training: the jitted step and the Trainer loop around it.
 
     trainer = Trainer(model.apply, params, "cross_entropy", adam(1e-3),
                       x_train, y_train, x_val, y_val, epochs=10, batch_size=128,
-                      checkpoint_dir="ckpt")
+                      checkpoint_dir="ckpt", x_test=x_test, y_test=y_test)
     history = trainer.fit()            # fit(resume=True) continues from ckpt
     params = trainer.params
 
@@ -11,8 +11,11 @@ function wrapped in gpuprop.jit.  Data go to the device once; each epoch
 only a permutation of indices travels.  Losses stay on the device and are
 fetched every `log_every` steps (one transfer), where a NaN or inf stops
 training with NonFiniteLossError.  A checkpoint is written atomically at
-every epoch's end and on Ctrl-C; resuming replays the same batches, so a
-resumed run on the CPU is bit-identical to one never interrupted.
+every epoch's end and on Ctrl-C (gpuprop.serialization holds the format
+and the directory's lock); resuming replays the same batches, so a resumed
+run on the CPU is bit-identical to one never interrupted.  The validation
+set (x_val, y_val) is evaluated every epoch and drives early stopping; the
+test set only once, at the end, unless test_every_epoch.
 
 Data-parallel: `Trainer(..., comm=gpuprop.distributed.get_communicator())`
 in every process of an `mpiexec` job.  The ranks start from rank 0's
@@ -24,8 +27,10 @@ rounding.  Evaluation is summed over the ranks' shares; only rank 0 writes
 checkpoints and logs.  The loss must be a mean over the rows (all of nn's
 losses are).
 
-Run `python -m gpuprop.train --help` (or `gpuprop-train`) for the command line.
+The command line lives in gpuprop.cli; `python -m gpuprop.train --help` (or
+`gpuprop-train`) runs it.
 """
+import contextlib
 import logging
 import os
 import sys
@@ -39,7 +44,7 @@ from . import numpy as gnp
 from .autodiff import value_and_grad
 from .devices import asarray, device_put, to_numpy
 from .jit import jit
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from .serialization import CHECKPOINT_NAME, DirectoryLock, load_checkpoint, save_checkpoint
 from .tree import tree_leaves
 
 log = logging.getLogger("gpuprop.train")
@@ -47,6 +52,10 @@ log = logging.getLogger("gpuprop.train")
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
+
+
+class ResumeMismatchError(ValueError):
+    """A checkpoint written by a run with other settings than this one's."""
 
 
 # ---- the compiled functions -------------------------------------------------
@@ -189,17 +198,26 @@ class Trainer:
     optimizer: an optim.GradientTransformation (e.g. optim.adam(1e-3)).
     x_train, y_train (and optional x_val, y_val): host or device arrays;
         features in the parameters' dtype, labels int or targets float.
-        Integer labels make it a classifier: accuracy is reported.
+        Integer labels make it a classifier: accuracy is reported.  The
+        validation set is evaluated every epoch; hold it out of the
+        training set (data.split_validation), never take the test set.
+    x_test, y_test: evaluated once, at the end of fit() (and every epoch
+        when test_every_epoch); the result is in .test_metrics.
     regularizer: optional `params -> scalar` added to the training loss
         (e.g. lambda p: 1e-4 * nn.l2_penalty([l["W"] for l in p])).
     shuffle, seed: a fresh permutation each epoch from numpy's Generator(seed).
-    checkpoint_dir: where checkpoint.npz is written each epoch and on Ctrl-C.
+    checkpoint_dir: where checkpoint.npz is written each epoch and on Ctrl-C;
+        fit() locks it (a second run into it fails at once).
+    settings: a JSON-able dict of what defines the run beyond the Trainer's
+        own arguments (e.g. the learning-rate schedule); stored in the
+        checkpoint, and resuming with other settings is refused.
     early_stopping: stop after this many epochs without the validation loss
         improving by more than min_delta; restore_best then keeps the best
         epoch's parameters.
     progress: a tqdm bar (True/False; None: when tqdm is installed and
-        stderr is a terminal).  Each epoch is also logged (logger
-        "gpuprop.train").
+        stderr is a terminal).
+    verbose: log one line per epoch and a summary at the end (logger
+        "gpuprop.train"; printed to stderr when logging is not configured).
     log_every: steps between fetches of the losses (and NaN checks).
     comm: a gpuprop.distributed communicator for data-parallel training
         (None: this process alone).  Every rank constructs the Trainer with
@@ -208,15 +226,17 @@ class Trainer:
         rank 0 writes checkpoints, logs and draws the progress bar.
 
     After fit(): .params, .opt_state, .history (a dict of per-epoch lists:
-    epoch, train_loss, val_loss, val_accuracy, seconds, cpu_seconds,
-    samples_per_second).
+    epoch, train_loss, val_loss, val_accuracy, test_loss, test_accuracy,
+    seconds, cpu_seconds, samples_per_second), .test_metrics ((loss,
+    accuracy) of the test set, or None).
     """
 
     def __init__(self, apply, params, loss, optimizer, x_train, y_train, x_val=None,
                  y_val=None, *, epochs=10, batch_size=128, seed=0, shuffle=True,
                  drop_last=False, eval_batch_size=1024, regularizer=None,
                  checkpoint_dir=None, early_stopping=None, min_delta=0.0,
-                 restore_best=True, progress=None, log_every=50, comm=None):
+                 restore_best=True, progress=None, verbose=True, log_every=50, comm=None,
+                 x_test=None, y_test=None, test_every_epoch=False, settings=None):
         if isinstance(loss, str):
             if loss not in nn.LOSSES:
                 raise ValueError(f"Trainer: unknown loss {loss!r}; choose one of "
@@ -230,8 +250,12 @@ class Trainer:
                                ("log_every", log_every, 1)):
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < least:
                 raise ValueError(f"Trainer: {name} must be an integer >= {least}, got {v!r}")
-        if (x_val is None) != (y_val is None):
-            raise ValueError("Trainer: give both x_val and y_val, or neither")
+        for xn, x, yn, y in (("x_val", x_val, "y_val", y_val),
+                             ("x_test", x_test, "y_test", y_test)):
+            if (x is None) != (y is None):
+                raise ValueError(f"Trainer: give both {xn} and {yn}, or neither")
+        if test_every_epoch and x_test is None:
+            raise ValueError("Trainer: test_every_epoch=True needs x_test and y_test")
         if early_stopping is not None:
             if x_val is None:
                 raise ValueError("Trainer: early_stopping watches the validation loss: "
@@ -250,17 +274,9 @@ class Trainer:
             raise ValueError("Trainer: params has no arrays")
         dtype = np.dtype(leaves[0].dtype)
         self.x_train, self.y_train = _check_xy("x_train", x_train, "y_train", y_train, dtype)
-        self.x_val = self.y_val = None
-        if x_val is not None:
-            self.x_val, self.y_val = _check_xy("x_val", x_val, "y_val", y_val, dtype)
-            if tuple(self.x_val.shape[1:]) != tuple(self.x_train.shape[1:]):
-                raise ValueError(f"Trainer: x_val rows have shape {tuple(self.x_val.shape[1:])}"
-                                 f" but x_train rows {tuple(self.x_train.shape[1:])}")
         self.classify = self.y_train.dtype.kind in "iu"
-        if self.y_val is not None and (self.y_val.dtype.kind in "iu") != self.classify:
-            raise TypeError(f"Trainer: y_train has dtype {self.y_train.dtype} but y_val "
-                            f"{self.y_val.dtype}; both must be integer labels or both "
-                            f"floating-point targets")
+        self.x_val, self.y_val = self._check_other_set("val", x_val, y_val, dtype)
+        self.x_test, self.y_test = self._check_other_set("test", x_test, y_test, dtype)
         self._dry_run(apply, params, loss, regularizer)
 
         self.apply, self.loss, self.optimizer = apply, loss, optimizer
@@ -269,7 +285,9 @@ class Trainer:
         self.checkpoint_dir = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
         self.early_stopping, self.min_delta, self.restore_best = early_stopping, min_delta, restore_best
         self.log_every = log_every
-        self.progress = progress
+        self.progress, self.verbose = progress, verbose
+        self.test_every_epoch, self.settings = test_every_epoch, settings
+        self.test_metrics = None
         self._eval = make_eval_step(apply, loss, self.classify)
         if self._parallel:
             self._same_settings_on_every_rank()
@@ -284,12 +302,28 @@ class Trainer:
                             self.rng.bit_generator.state, 0.0, 0, (), float("nan"), 0,
                             (), (float("inf"), 0, 0, None), False)
 
+    def _check_other_set(self, name, x, y, dtype):
+        """A validation or test set, checked like the training set and
+        against it (the rows' shape, labels or targets); (None, None) if absent."""
+        if x is None:
+            return None, None
+        xn, yn = f"x_{name}", f"y_{name}"
+        x, y = _check_xy(xn, x, yn, y, dtype)
+        if tuple(x.shape[1:]) != tuple(self.x_train.shape[1:]):
+            raise ValueError(f"Trainer: {xn} rows have shape {tuple(x.shape[1:])}"
+                             f" but x_train rows {tuple(self.x_train.shape[1:])}")
+        if (y.dtype.kind in "iu") != self.classify:
+            raise TypeError(f"Trainer: y_train has dtype {self.y_train.dtype} but {yn} "
+                            f"{y.dtype}; both must be integer labels or both "
+                            f"floating-point targets")
+        return x, y
+
     def _dry_run(self, apply, params, loss, regularizer):
         """Run the model and the loss on two rows of each set, so that shape
         and label errors show before training starts."""
-        sets = [("x_train", self.x_train, "y_train", self.y_train)]
-        if self.x_val is not None:
-            sets.append(("x_val", self.x_val, "y_val", self.y_val))
+        sets = [(f"x_{k}", x, f"y_{k}", y) for k, x, y in
+                (("train", self.x_train, self.y_train), ("val", self.x_val, self.y_val),
+                 ("test", self.x_test, self.y_test)) if x is not None]
         for xn, x, yn, y in sets:
             try:
                 out = apply(params, x[:2])
@@ -335,8 +369,8 @@ class Trainer:
 
     @property
     def history(self):
-        keys = ("epoch", "train_loss", "val_loss", "val_accuracy", "seconds",
-                "cpu_seconds", "samples_per_second")
+        keys = ("epoch", "train_loss", "val_loss", "val_accuracy", "test_loss",
+                "test_accuracy", "seconds", "cpu_seconds", "samples_per_second")
         return {k: [r[k] for r in self._p.records] for k in keys}
 
     @property
@@ -388,7 +422,8 @@ class Trainer:
                 "last_step": p.last_step, "records": list(p.records),
                 "best": list(p.best[:3]), "stopped": p.stopped,
                 "batch_size": self.batch_size, "shuffle": self.shuffle,
-                "drop_last": self.drop_last, "n_train": len(self.x_train)}
+                "drop_last": self.drop_last, "n_train": len(self.x_train),
+                "settings": self.settings}
         save_checkpoint(path, trees, meta)
 
     def restore(self, path=None):
@@ -397,12 +432,19 @@ class Trainer:
         p = self._p
         like = {"params": p.params, "opt_state": p.opt_state, "best_params": p.params}
         trees, m = load_checkpoint(path, like)
+        differ = _differences(m.get("settings") or {}, self.settings or {})
+        if differ:
+            raise ResumeMismatchError(
+                f"Trainer.restore: {path} was written by a run with other settings: "
+                f"{'; '.join(differ)}; resuming would change the run's meaning: use the "
+                f"same settings, or another checkpoint directory for a new run")
         for key, mine in (("batch_size", self.batch_size), ("shuffle", self.shuffle),
                           ("drop_last", self.drop_last), ("n_train", len(self.x_train))):
             if m[key] != mine:
-                raise ValueError(f"Trainer.restore: {path} was written with {key}={m[key]!r}"
-                                 f", this Trainer has {key}={mine!r}; resuming would not "
-                                 f"replay the same run: use the same setting")
+                raise ResumeMismatchError(
+                    f"Trainer.restore: {path} was written with {key}={m[key]!r}, this "
+                    f"Trainer has {key}={mine!r}; resuming would not replay the same run: "
+                    f"use the same setting")
         self._p = _Progress(trees["params"], trees["opt_state"], m["epoch"], m["batch"],
                             m["step"], m["rng_state"], m["loss_sum"], m["seen"], (),
                             m["last_loss"], m["last_step"], tuple(m["records"]),
@@ -410,12 +452,27 @@ class Trainer:
 
     # ---- training -----------------------------------------------------------
     def fit(self, resume=False):
-        """Train until `epochs` epochs are done (or early stopping); returns
-        the history.  resume=True continues from checkpoint_dir's checkpoint
-        when there is one."""
+        """Train until `epochs` epochs are done (or early stopping), then
+        evaluate the test set; returns the history.  resume=True continues
+        from checkpoint_dir's checkpoint when there is one."""
+        if resume and self.checkpoint_path is None:
+            raise ValueError("Trainer.fit(resume=True) needs a checkpoint_dir")
+        t0 = time.perf_counter()
+        with self._locked(), _console_logging(self.verbose and self._root):
+            self._fit(resume)
+            if self.x_test is not None:
+                self.test_metrics = self.evaluate(self.x_test, self.y_test)
+            self._info("%s", self.summary(time.perf_counter() - t0))
+        return self.history
+
+    def _locked(self):
+        """The checkpoint directory's lock (rank 0 takes it), or no lock."""
+        if self.checkpoint_dir is None or not self._root:
+            return contextlib.nullcontext()
+        return DirectoryLock(self.checkpoint_dir)
+
+    def _fit(self, resume):
         if resume:
-            if self.checkpoint_path is None:
-                raise ValueError("Trainer.fit(resume=True) needs a checkpoint_dir")
             if self._checkpoint_exists():
                 self.restore()
                 self._info("resuming from %s at epoch %d, batch %d (step %d)",
@@ -438,12 +495,26 @@ class Trainer:
                             self._p.step, self._p.epoch + 1, self._p.batch,
                             self.checkpoint_path)
             else:
-                log.warning("interrupted at step %d: no checkpoint_dir, nothing saved",
-                            self._p.step)
+                log.warning("interrupted at step %d: no checkpoint_dir, so no checkpoint "
+                            "to resume from", self._p.step)
             raise
         if self.restore_best and self._p.best[3] is not None:
             self._p = self._p._replace(params=self._p.best[3])
-        return self.history
+
+    def summary(self, seconds):
+        """One line: epochs, time, the best validation epoch, the test result."""
+        h = self.history
+        parts = [f"{len(h['epoch'])} epoch(s) done, {seconds:.1f} s in this fit"]
+        if any(v is not None for v in h["val_loss"]):
+            key = "val_accuracy" if self.classify else "val_loss"
+            pick = max if self.classify else min
+            best = pick(range(len(h[key])), key=lambda i: h[key][i])
+            parts.append(f"best {key} {h[key][best]:.4f} at epoch {h['epoch'][best]}")
+        if self.test_metrics is not None:
+            loss, acc = self.test_metrics
+            parts.append(f"test_loss {loss:.4f}" + ("" if acc is None else
+                                                    f", test_accuracy {acc:.4f}"))
+        return "; ".join(parts)
 
     def _checkpoint_exists(self):
         """Whether there is a checkpoint to resume from; data-parallel, every
@@ -460,7 +531,7 @@ class Trainer:
         return bool(seen)
 
     def _info(self, *args):
-        if self._root:
+        if self._root and self.verbose:
             log.info(*args)
 
     def _run_epoch(self):
@@ -568,8 +639,12 @@ class Trainer:
     def _end_epoch(self, seconds, cpu, samples):
         p = self._p
         record = {"epoch": p.epoch + 1, "train_loss": p.loss_sum / max(p.seen, 1),
-                  "val_loss": None, "val_accuracy": None, "seconds": seconds,
+                  "val_loss": None, "val_accuracy": None, "test_loss": None,
+                  "test_accuracy": None, "seconds": seconds,
                   "cpu_seconds": cpu, "samples_per_second": samples / max(seconds, 1e-12)}
+        if self.test_every_epoch:
+            record["test_loss"], record["test_accuracy"] = self.evaluate(
+                self.x_test, self.y_test, p.params)
         best, stopped = p.best, False
         if self.x_val is not None:
             record["val_loss"], record["val_accuracy"] = self.evaluate(self.x_val, self.y_val,
@@ -597,13 +672,37 @@ class Trainer:
 
 def _describe(r, epochs):
     parts = [f"epoch {r['epoch']}/{epochs}", f"train_loss {r['train_loss']:.4f}"]
-    if r["val_loss"] is not None:
-        parts.append(f"val_loss {r['val_loss']:.4f}")
-    if r["val_accuracy"] is not None:
-        parts.append(f"val_accuracy {r['val_accuracy']:.4f}")
+    parts += [f"{k} {r[k]:.4f}" for k in ("val_loss", "val_accuracy", "test_loss",
+                                           "test_accuracy") if r[k] is not None]
     parts.append(f"{r['seconds']:.2f} s ({r['cpu_seconds']:.2f} s CPU), "
                  f"{r['samples_per_second']:.0f} samples/s")
     return "  ".join(parts)
+
+
+def _differences(stored, now):
+    """'key: a (now b)' for each setting that differs between two dicts."""
+    return [f"{k} {stored.get(k, 'unset')} (now {now.get(k, 'unset')})"
+            for k in sorted(set(stored) | set(now)) if stored.get(k) != now.get(k)]
+
+
+@contextlib.contextmanager
+def _console_logging(on):
+    """While training, print the INFO lines to stderr when nothing else
+    would show them (no handler configured anywhere); `on=False` (verbose
+    off, or not rank 0) leaves logging alone."""
+    if not on or log.hasHandlers():
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(min(log.getEffectiveLevel(), logging.INFO))
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
 
 
 if __name__ == "__main__":        # python -m gpuprop.train

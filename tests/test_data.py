@@ -66,6 +66,33 @@ def test_missing_files_say_how_to_install(tmp_path, monkeypatch):
         data.load_fashion_mnist()
 
 
+def test_a_named_directory_without_the_files_is_not_passed_over(tmp_path, monkeypatch):
+    system = tmp_path / "system"
+    system.mkdir()
+    fake_fashion(system)            # the system copy exists, yet is not read
+    monkeypatch.setattr(data, "DEFAULT_DATA_DIRS", (str(system),))
+    monkeypatch.setenv("GPUPROP_DATA_DIR", str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError, match="holds train-images-idx3-ubyte.gz"):
+        data.load_fashion_mnist()
+    monkeypatch.delenv("GPUPROP_DATA_DIR")
+    with pytest.raises(FileNotFoundError, match="holds train-images-idx3-ubyte.gz"):
+        data.load_fashion_mnist(tmp_path / "empty")
+    assert data.load_fashion_mnist().name == "fashion-mnist"
+
+
+def test_split_validation_is_seeded_and_disjoint():
+    x = np.arange(20, dtype=np.float32).reshape(10, 2)
+    y = np.arange(10, dtype=np.int32)
+    xt, yt, xv, yv = data.split_validation(x, y, 0.3, seed=4)
+    assert len(yt) == 7 and len(yv) == 3 and sorted([*yt, *yv]) == list(range(10))
+    np.testing.assert_array_equal(xv[:, 0], 2 * yv)
+    assert data.split_validation(x, y, 0.3, seed=4)[3].tolist() == yv.tolist()
+    assert data.split_validation(x, y, 0.3, seed=5)[3].tolist() != yv.tolist()
+    assert len(data.split_validation(x, y, 0.0)[3]) == 0
+    with pytest.raises(ValueError, match="leaves none to train on"):
+        data.split_validation(x[:1], y[:1], 0.5)
+
+
 def corrupt_cases():
     images = np.zeros((3, 28, 28))
     good = idx_bytes(images)

@@ -1,5 +1,7 @@
 """The import structure: every import of a gpuprop module goes to a layer
-below its own in docs/architecture.md's table, and there is no import cycle."""
+below its own in docs/architecture.md's table, and there is no import cycle.
+Imports inside `if __name__ == "__main__":` belong to the script entry point,
+not to the module, and are not counted."""
 import ast
 import pathlib
 import re
@@ -27,7 +29,9 @@ def imports(path):
     package = here if here[-1] == "__init__" else here[:-1]
     package = [p for p in package if p != "__init__"]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    tree.body = [n for n in tree.body if not _is_main_block(n)]
+    for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.level:
             base = package[:len(package) - (node.level - 1)] + (
                 node.module.split(".") if node.module else [])
@@ -38,6 +42,11 @@ def imports(path):
         for alias in node.names:
             found.add(_resolve(base + [alias.name]) or _resolve(base))
     return found - {module_name(path)}
+
+
+def _is_main_block(node):
+    return (isinstance(node, ast.If) and isinstance(node.test, ast.Compare)
+            and isinstance(node.test.left, ast.Name) and node.test.left.id == "__name__")
 
 
 def _resolve(parts):

@@ -1,17 +1,19 @@
 """The Trainer: its step against a hand-computed one, checkpoints (atomicity,
-resume exactness, Ctrl-C), the NaN stop, early stopping, refusing bad input,
-the command line, and Fashion-MNIST end to end."""
-import json
+resume exactness, Ctrl-C, the lock, settings), the NaN stop, early stopping,
+validation and test sets, progress output, refusing bad input, and
+Fashion-MNIST end to end.  The command line is in test_cli.py."""
 import logging
 import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 import gpuprop as gp
 import gpuprop.numpy as gnp
-from gpuprop import cli, data, nn, optim, train
+from gpuprop import data, nn, optim, serialization, train
 from gpuprop.train import Trainer
 from support import assert_same_trees, dev, host
 
@@ -56,8 +58,8 @@ def test_fit_learns_and_records_history(caplog):
     with caplog.at_level(logging.INFO, logger="gpuprop.train"):
         h = t.fit()
     assert h["epoch"] == list(range(1, 16))
-    assert set(h) == {"epoch", "train_loss", "val_loss", "val_accuracy", "seconds",
-                      "cpu_seconds", "samples_per_second"}
+    assert set(h) == {"epoch", "train_loss", "val_loss", "val_accuracy", "test_loss",
+                      "test_accuracy", "seconds", "cpu_seconds", "samples_per_second"}
     assert h["train_loss"][-1] < h["train_loss"][0]
     assert h["val_accuracy"][0] < 0.5 and h["val_accuracy"][-1] > 0.8
     assert all(s > 0 for s in h["seconds"]) and all(v > 0 for v in h["samples_per_second"])
@@ -196,6 +198,99 @@ def test_early_stopping_restores_the_best_epoch():
     assert_same_trees(t.params, best.params)
 
 
+def test_resume_refuses_other_settings_naming_each(tmp_path):
+    make(tmp_path, settings={"epochs": 3, "schedule": "cosine", "lr": 0.01}).fit()
+    other = make(tmp_path, settings={"epochs": 4, "schedule": "cosine", "lr": 0.1})
+    with pytest.raises(train.ResumeMismatchError, match=r"other settings: epochs 3 \(now "
+                                                        r"4\); lr 0.01 \(now 0.1\);"):
+        other.fit(resume=True)
+
+
+def test_a_checkpoint_holding_nan_is_refused(tmp_path):
+    t = make(tmp_path, epochs=1)
+    t.fit()
+    params = host(t.params)
+    params[1]["b"][2] = np.inf
+    t._p = t._p._replace(params=params)
+    t.save()
+    with pytest.raises(serialization.NonFiniteValueError,
+                       match=r"holds 1 NaN or infinite value\(s\) in params leaf 3"):
+        make(tmp_path).fit(resume=True)
+
+
+def test_the_checkpoint_dir_is_locked_while_fitting(tmp_path):
+    lock = tmp_path / serialization.LOCK_NAME
+    t = make(tmp_path, epochs=1)
+    seen = []
+    step = t._step
+
+    def look(*args):
+        seen.append(lock.read_text())
+        return step(*args)
+    t._step = look
+    t.fit()
+    assert set(seen) == {str(os.getpid())} and not lock.exists()
+    lock.write_text(str(os.getppid()))              # a live process
+    with pytest.raises(serialization.DirectoryLockedError,
+                       match=f"in use by another run \\(pid {os.getppid()}, lock file"):
+        make(tmp_path, epochs=1).fit()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock.write_text(str(dead.pid))                  # stale: taken over
+    make(tmp_path, epochs=2).fit(resume=True)
+    assert not lock.exists()
+    t = make(lock, epochs=1)                        # a file
+    lock.write_text("")
+    with pytest.raises(NotADirectoryError, match="checkpoint directory .*lock is a file"):
+        t.fit()
+    assert t.history["epoch"] == []
+
+
+# ---- validation and test sets, progress ---------------------------------------
+def test_the_test_set_is_evaluated_at_the_end_or_every_epoch_if_asked(caplog):
+    xt, yt = problem(30, seed=2)
+    t = make(epochs=2, x_test=xt, y_test=yt)
+    with caplog.at_level(logging.INFO, logger="gpuprop.train"):
+        h = t.fit()
+    assert h["test_loss"] == [None, None] and h["test_accuracy"] == [None, None]
+    assert t.test_metrics == t.evaluate(xt, yt)
+    assert "test" not in caplog.text.split("epoch 2/2")[1].split("\n")[0]
+    assert re.search(r"2 epoch\(s\) done, .*; best val_accuracy \d\.\d{4} at epoch \d; "
+                     r"test_loss \d\.\d{4}, test_accuracy \d\.\d{4}", caplog.text)
+    each = make(epochs=2, x_test=xt, y_test=yt, test_every_epoch=True)
+    h = each.fit()
+    assert h["test_accuracy"][-1] == each.test_metrics[1] and None not in h["test_loss"]
+    with pytest.raises(ValueError, match="test_every_epoch=True needs x_test"):
+        make(test_every_epoch=True)
+
+
+PRINTS = """
+import numpy as np
+from gpuprop import nn, optim
+from gpuprop.train import Trainer
+x = np.random.default_rng(0).standard_normal((40, 2)).astype(np.float32)
+y = (x[:, 0] > 0).astype(np.int32)
+model = nn.MLP([2, 4, 2])
+Trainer(model.apply, model.init(), "cross_entropy", optim.adam(1e-2), x, y, x, y,
+        epochs=2, batch_size=8, x_test=x, y_test=y, verbose={verbose}).fit()
+"""
+
+
+def test_progress_is_printed_by_default_and_verbose_false_silences_it(backend_name):
+    if backend_name != "numpy":
+        pytest.skip("a subprocess: run once")
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    for verbose in (True, False):
+        p = subprocess.run([sys.executable, "-c", PRINTS.format(verbose=verbose)], env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        if verbose:
+            assert re.search(r"^epoch 1/2  train_loss .*\nepoch 2/2  .*\n2 epoch\(s\) "
+                             r"done, .*test_accuracy \d\.\d{4}\n$", p.stderr), p.stderr
+        else:
+            assert p.stderr == "" and p.stdout == ""
+
+
 # ---- refusing bad input -----------------------------------------------------
 def bad_inputs():
     nan_x = X.copy()
@@ -279,37 +374,6 @@ def test_backends_agree(backend_name):
     (p_numpy, l_numpy), (p_strict, l_strict) = train_on_both_backends()
     assert_same_trees(p_numpy, p_strict)
     assert l_numpy == l_strict
-
-
-# ---- command line -----------------------------------------------------------
-def test_cli_trains_writes_history_and_resumes(tmp_path, backend_name):
-    out, ck = tmp_path / "out", tmp_path / "ck"
-    args = ["--dataset", "spirals", "--hidden", "16", "--batch-size", "64", "--out", str(out),
-            "--checkpoint-dir", str(ck), "--no-progress", "--backend", backend_name]
-    assert cli.main(args + ["--epochs", "2", "--schedule", "constant"]) == 0
-    first = json.loads((out / "history.json").read_text())
-    assert first["dataset"] == "spirals" and first["history"]["epoch"] == [1, 2]
-    assert cli.main(args + ["--epochs", "3", "--schedule", "constant", "--resume"]) == 0
-    again = json.loads((out / "history.json").read_text())
-    assert again["history"]["epoch"] == [1, 2, 3]
-    assert again["history"]["train_loss"][:2] == first["history"]["train_loss"]
-    assert again["backend"] == backend_name
-
-
-def test_cli_errors(tmp_path, caplog):
-    assert cli.main(["--resume", "--quiet", "--out", str(tmp_path)]) == 1
-    assert "--resume needs --checkpoint-dir" in caplog.text
-    assert cli.main(["--dataset", "fashion-mnist", "--data-dir", str(tmp_path)]) == 1
-    assert "apt-get install dataset-fashion-mnist" in caplog.text
-    with pytest.raises(SystemExit):
-        cli.main(["--optimizer", "adagrad"])
-
-
-def test_console_script_is_declared():
-    tomllib = pytest.importorskip("tomllib")    # Python 3.11+
-    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
-        scripts = tomllib.load(f)["project"]["scripts"]
-    assert scripts["gpuprop-train"] == "gpuprop.cli:main"
 
 
 # ---- Fashion-MNIST end to end -----------------------------------------------
