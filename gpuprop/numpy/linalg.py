@@ -211,3 +211,9 @@ def einsum(subscripts, *operands, optimize=False):
     x = sh.transpose(x, [tx.index(c) for c in out])
     dtype = np.result_type(*[dtype_of(v) for v in operands])
     return x if dtype_of(x) == dtype else ew.astype(x, dtype)
+
+
+# the decompositions and what is built on them (they use matmul, above)
+from .decompositions import (  # noqa: E402
+    cholesky, cond, det, eigh, eigvalsh, inv, lstsq, matrix_power, matrix_rank, norm, pinv,
+    qr, slogdet, solve, svd, svdvals)
