@@ -17,11 +17,10 @@ _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 def _backend_special(xp, name):
     """The special-function module of backend namespace `xp`."""
-    module = getattr(xp, "__name__", None)
     try:
-        if module == "numpy":
+        if xp is np:
             import scipy.special as special
-        elif module == "cupy":
+        elif getattr(xp, "__name__", None) == "cupy":
             import cupyx.scipy.special as special
         else:
             special = xp.scipy.special
