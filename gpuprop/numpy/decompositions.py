@@ -146,15 +146,16 @@ def _solve_aval(a, b):
     return ShapedArray(batch + shape_of(b)[-2:], np.result_type(dtype_of(a), dtype_of(b)))
 
 
-def _solve_db_full(g, a):
+def _solve_transposed(a, g):
+    """a^-T g: the cotangent of b, before summing over broadcast stack axes."""
     return _solve(_T(a), g)
 
 
 _solve_p = Primitive(
     "linalg.solve", _solve_impl, _solve_aval,
     vjp=(lambda g, x, a, b: red.sum_to_shape(
-             ew.negative(matmul(_solve_db_full(g, a), _T(x))), shape_of(a)),
-         lambda g, x, a, b: red.sum_to_shape(_solve_db_full(g, a), shape_of(b))))
+             ew.negative(matmul(_solve_transposed(a, g), _T(x))), shape_of(a)),
+         lambda g, x, a, b: red.sum_to_shape(_solve_transposed(a, g), shape_of(b))))
 
 
 def _solve(a, b):
