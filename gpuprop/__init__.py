@@ -13,7 +13,8 @@ from .devices import asarray, to_numpy, device_put
 from .jit import jit, make_ir, TracerControlFlowError
 from .numpy import stop_gradient
 from .serialization import save, load
-from . import numpy, nn, optim, data
+from .flatten_util import ravel_pytree
+from . import numpy, nn, optim, data, scipy
 from . import distributed
 
 __version__ = "0.1.0"

@@ -6,6 +6,8 @@ functions refuse NumPy arrays, as CuPy's do.  Everything is computed by NumPy
 underneath, so running the suite under it needs no GPU, yet any silent
 host/device mixing in gpuprop fails the tests.
 """
+import types
+
 import numpy as np
 
 from gpuprop.backend import Backend
@@ -131,12 +133,24 @@ def wrap(x):
 
 
 class StrictNamespace:
-    """numpy's names, each taking and giving StrictArrays."""
+    """numpy's names (and its submodules', e.g. linalg), each taking and
+    giving StrictArrays; `scipy` wraps SciPy, as cupyx.scipy goes with CuPy."""
 
     ndarray = StrictArray
 
+    def __init__(self, module=np):
+        self._module = module
+
     def __getattr__(self, name):
-        attr = getattr(np, name)
+        if name == "scipy" and self._module is np:
+            import scipy.special    # noqa: F401 (loads the submodule)
+            attr = scipy
+        else:
+            attr = getattr(self._module, name)
+        if isinstance(attr, types.ModuleType):
+            ns = StrictNamespace(attr)
+            setattr(self, name, ns)
+            return ns
         if isinstance(attr, type) or not callable(attr):
             return attr                 # dtypes, constants
 

@@ -12,7 +12,7 @@ from gpuprop import compile as gcompile
 from gpuprop.backend import Backend
 from gpuprop.compile import cpu, cuda, executor
 from gpuprop.numpy import _base, elementwise as ew, reductions
-from gpuprop.numpy.linalg import matmul_p
+from gpuprop.numpy.products import matmul_p
 from support import dev, host
 from strict_backend import REFERENCE_FUSER
 

@@ -22,7 +22,8 @@ from .reductions import sum, prod, cumsum, mean, max, min, var, std, argmax, arg
 from .shape import (reshape, transpose, broadcast_to, swapaxes, moveaxis, squeeze,
                     expand_dims, ravel, getitem, concatenate, stack, flip, roll, pad,
                     split, array_split, take, diagonal, triu, tril)
-from .linalg import matmul, dot, outer, tensordot, einsum, trace
+from .products import matmul, dot, outer, tensordot, einsum, trace
+from . import linalg
 from .composites import logsumexp, logaddexp, softmax, log_softmax, relu, softplus
 from . import creation
 from .creation import (

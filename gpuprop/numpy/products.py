@@ -1,0 +1,209 @@
+"""Matrix products: matmul with NumPy's rules for 1-D operands and batch
+broadcasting; dot, outer, tensordot, einsum and trace built on it (and on
+transpose, reshape, sum), so their derivatives are those of the pieces."""
+import numpy as np
+
+from ..core import Primitive, ShapedArray, bind, size_of
+from ._rules import broadcast_shapes, dtype_of, ndim_of, shape_of
+from . import elementwise as ew, reductions, shape as sh
+
+
+def _matmul_aval(a, b):
+    sa, sb = shape_of(a), shape_of(b)
+    if not sa or not sb:
+        raise ValueError(f"gnp.matmul: operands must have at least one dimension, "
+                         f"got shapes {sa} and {sb}; use gnp.multiply for scalars")
+    ka = sa[-1]
+    kb = sb[0] if len(sb) == 1 else sb[-2]
+    if ka != kb:
+        raise ValueError(f"gnp.matmul: contracted dimensions differ: shapes {sa} and "
+                         f"{sb} ({ka} != {kb}); the last axis of the first operand "
+                         f"must match the {'only' if len(sb) == 1 else 'second-to-last'} "
+                         f"axis of the second")
+    batch = broadcast_shapes("matmul", ShapedArray(sa[:-2], "f"), ShapedArray(sb[:-2], "f"))
+    shape = batch + (sa[-2:-1] if len(sa) > 1 else ()) + (sb[-1:] if len(sb) > 1 else ())
+    return ShapedArray(shape, np.result_type(dtype_of(a), dtype_of(b)))
+
+
+def _as_matrices(g, a, b):
+    """Promote 1-D operands (and the cotangent) to matrices, as matmul does."""
+    A = sh.expand_dims(a, 0) if ndim_of(a) == 1 else a
+    B = sh.expand_dims(b, -1) if ndim_of(b) == 1 else b
+    if ndim_of(b) == 1:     # b first: for vector @ vector, g is 0-d
+        g = sh.expand_dims(g, -1)
+    if ndim_of(a) == 1:
+        g = sh.expand_dims(g, -2)
+    return g, A, B
+
+
+def _matmul_da(g, out, a, b):
+    g, A, B = _as_matrices(g, a, b)
+    dA = reductions.sum_to_shape(matmul(g, sh.swapaxes(B, -1, -2)), shape_of(A))
+    return sh.reshape(dA, shape_of(a))
+
+
+def _matmul_db(g, out, a, b):
+    g, A, B = _as_matrices(g, a, b)
+    dB = reductions.sum_to_shape(matmul(sh.swapaxes(A, -1, -2), g), shape_of(B))
+    return sh.reshape(dB, shape_of(b))
+
+
+matmul_p = Primitive("matmul", lambda xp, a, b: xp.matmul(a, b), _matmul_aval,
+                     vjp=(_matmul_da, _matmul_db), backend_fn=True, takes_out=True)
+
+
+def matmul(a, b):
+    return bind(matmul_p, (a, b), {})
+
+
+def dot(a, b):
+    """NumPy's dot for operands of at most two dimensions."""
+    if ndim_of(a) == 0 or ndim_of(b) == 0:
+        return ew.multiply(a, b)
+    if ndim_of(a) > 2 or ndim_of(b) > 2:
+        raise TypeError(f"gnp.dot: operands of shapes {shape_of(a)} and {shape_of(b)}; "
+                        f"dot of arrays with more than two dimensions is not supported "
+                        f"(it is not matmul): use gpuprop.numpy.matmul for batched products")
+    return matmul(a, b)
+
+
+def outer(a, b):
+    return matmul(sh.reshape(a, (-1, 1)), sh.reshape(b, (1, -1)))
+
+
+def _axes_list(name, axes, ndim, which):
+    out = []
+    for a in ([axes] if isinstance(axes, (int, np.integer)) else axes):
+        if not -ndim <= int(a) < ndim:
+            raise ValueError(f"gnp.{name}: axis {int(a)} is out of bounds for the "
+                             f"{which} operand, of {ndim} dimension(s)")
+        out.append(int(a) % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"gnp.{name}: repeated axis in {axes} of the {which} operand")
+    return out
+
+
+def tensordot(a, b, axes=2):
+    """Sum of products over `axes`: an int n (the last n axes of a with the
+    first n of b) or a pair of axis sequences; as NumPy, one matmul of the
+    operands transposed and reshaped to matrices."""
+    sa, sb = shape_of(a), shape_of(b)
+    if isinstance(axes, (int, np.integer)):
+        if not 0 <= axes <= min(len(sa), len(sb)):
+            raise ValueError(f"gnp.tensordot: axes={axes} for operands of shapes {sa} "
+                             f"and {sb}; it must be between 0 and {min(len(sa), len(sb))}")
+        ax_a, ax_b = list(range(len(sa) - axes, len(sa))), list(range(axes))
+    else:
+        ax_a, ax_b = axes
+        ax_a = _axes_list("tensordot", ax_a, len(sa), "first")
+        ax_b = _axes_list("tensordot", ax_b, len(sb), "second")
+    if [sa[i] for i in ax_a] != [sb[j] for j in ax_b]:
+        raise ValueError(f"gnp.tensordot: the summed axes {ax_a} of shape {sa} and "
+                         f"{ax_b} of shape {sb} differ in length")
+    free_a = [i for i in range(len(sa)) if i not in ax_a]
+    free_b = [j for j in range(len(sb)) if j not in ax_b]
+    k = size_of([sa[i] for i in ax_a])
+    A = sh.reshape(sh.transpose(a, free_a + ax_a), (size_of([sa[i] for i in free_a]), k))
+    B = sh.reshape(sh.transpose(b, ax_b + free_b), (k, size_of([sb[j] for j in free_b])))
+    return sh.reshape(matmul(A, B), tuple(sa[i] for i in free_a) + tuple(sb[j] for j in free_b))
+
+
+def trace(x, offset=0, axis1=0, axis2=1):
+    """Sum of the diagonal of the planes (axis1, axis2)."""
+    return reductions.sum(sh.diagonal(x, offset, axis1, axis2), axis=-1)
+
+
+# ---- einsum -----------------------------------------------------------------
+def _parse_einsum(subscripts, operands):
+    if not isinstance(subscripts, str):
+        raise TypeError("gnp.einsum: the subscripts must be a string such as 'ij,jk->ik' "
+                        "(the interleaved operand/sublist form is not supported)")
+    spec = subscripts.replace(" ", "")
+    if "." in spec:
+        raise NotImplementedError(f"gnp.einsum({subscripts!r}): ellipses are not "
+                                  f"supported; name every axis")
+    lhs, arrow, out = spec.partition("->")
+    ins = lhs.split(",")
+    if len(ins) != len(operands):
+        raise ValueError(f"gnp.einsum({subscripts!r}): {len(ins)} operand subscripts for "
+                         f"{len(operands)} operands")
+    letters = "".join(ins)
+    if not arrow:       # implicit output: the labels seen once, sorted
+        out = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    bad = [c for c in letters + out if not c.isalpha()]
+    if bad or len(set(out)) != len(out) or not set(out) <= set(letters):
+        raise ValueError(f"gnp.einsum({subscripts!r}): subscripts must be letters; the "
+                         f"output's must be distinct and appear among the inputs'")
+    sizes = {}
+    for x, term in zip(operands, ins):
+        if len(term) != ndim_of(x):
+            raise ValueError(f"gnp.einsum({subscripts!r}): subscripts {term!r} for an "
+                             f"operand of shape {shape_of(x)}")
+        for c, d in zip(term, shape_of(x)):
+            if sizes.get(c, 1) not in (1, d) and d != 1:
+                raise ValueError(f"gnp.einsum({subscripts!r}): label {c!r} has sizes "
+                                 f"{sizes[c]} and {d}")
+            sizes[c] = d if sizes.get(c, 1) == 1 else sizes[c]
+    return ins, out, sizes
+
+
+def _einsum_prepare(x, term, sizes, name):
+    """An operand with each repeated label taken along its diagonal and its
+    size-1 axes broadcast to their label's size: one axis per label."""
+    term = list(term)
+    for c in dict.fromkeys(term):
+        while term.count(c) > 1:
+            i = term.index(c)
+            j = term.index(c, i + 1)
+            if shape_of(x)[i] != shape_of(x)[j]:
+                raise ValueError(f"gnp.einsum({name!r}): repeated label {c!r} on axes "
+                                 f"of sizes {shape_of(x)[i]} and {shape_of(x)[j]}")
+            x = sh.diagonal(x, 0, i, j)
+            term = [t for k, t in enumerate(term) if k not in (i, j)] + [c]
+    return sh.broadcast_to(x, tuple(sizes[c] for c in term)), term
+
+
+def _einsum_reduce(x, term, keep):
+    """Sum the axes whose labels are not in `keep`."""
+    gone = tuple(i for i, c in enumerate(term) if c not in keep)
+    if gone:
+        x = reductions.sum(x, axis=gone)
+    return x, [c for c in term if c in keep]
+
+
+def _einsum_pair(x, tx, y, ty, keep, sizes):
+    """The two operands contracted to the labels `keep` (batch, x's own, y's
+    own) with one batched matmul."""
+    x, tx = _einsum_reduce(x, tx, set(keep) | set(ty))
+    y, ty = _einsum_reduce(y, ty, set(keep) | set(tx))
+    batch = [c for c in tx if c in ty and c in keep]
+    summed = [c for c in tx if c in ty and c not in keep]
+    own_x, own_y = [c for c in tx if c not in ty], [c for c in ty if c not in tx]
+
+    def as_3d(z, tz, middle, last):
+        order = [tz.index(c) for c in batch + middle + last]
+        dims = [size_of([sizes[c] for c in part]) for part in (batch, middle, last)]
+        return sh.reshape(sh.transpose(z, order), tuple(dims))
+    z = matmul(as_3d(x, tx, own_x, summed), as_3d(y, ty, summed, own_y))
+    labels = batch + own_x + own_y
+    return sh.reshape(z, tuple(sizes[c] for c in labels)), labels
+
+
+def einsum(subscripts, *operands, optimize=False):
+    """Einstein summation with NumPy's subscripts ('ij,jk->ik', 'bij,bjk->bik',
+    'i,i->', 'ij->ji', 'ii->i', implicit output; no ellipsis): operands are
+    contracted left to right, each pair by one batched matmul (`optimize` is
+    accepted and ignored).  Size-1 axes broadcast, as in NumPy."""
+    if not operands:
+        raise ValueError("gnp.einsum: needs at least one operand")
+    ins, out, sizes = _parse_einsum(subscripts, operands)
+    prepared = [_einsum_prepare(x, t, sizes, subscripts) for x, t in zip(operands, ins)]
+    x, tx = prepared[0]
+    for k, (y, ty) in enumerate(prepared[1:], start=2):
+        later = set(out).union(*[t for _, t in prepared[k:]])
+        keep = [c for c in dict.fromkeys(tx + ty) if c in later]
+        x, tx = _einsum_pair(x, tx, y, ty, keep, sizes)
+    x, tx = _einsum_reduce(x, tx, set(out))
+    x = sh.transpose(x, [tx.index(c) for c in out])
+    dtype = np.result_type(*[dtype_of(v) for v in operands])
+    return x if dtype_of(x) == dtype else ew.astype(x, dtype)
