@@ -1,5 +1,5 @@
-"""Reverse mode: the tape trace, and grad, value_and_grad, vjp, jacobian,
-hessian, custom_vjp built on it.
+"""Reverse mode: the tape trace, and grad, value_and_grad, vjp, jacrev
+(jacobian), custom_vjp built on it.
 
 A `ReverseTracer` holds its primal value (an array, or a tracer of a lower
 level) and the tape `Node` that produced it.  Running a function on such
@@ -8,12 +8,15 @@ walks the nodes in reverse creation order, calling each primitive's VJP rule;
 the rules bind primitives too, so an enclosing transform records the backward
 pass: that is grad(grad(f)).
 """
+import functools
+
 import numpy as np
 
 from . import backend, core
 from .core import (NaNError, ShapedArray, Trace, Tracer, bind, eval_primitive, new_main,
                    shape_of, size_of)
 from .numpy import elementwise as ew
+from .numpy._base import zeros_like
 from .numpy.creation import ones, zeros
 from .numpy.shape import reshape, stack
 from .tree import tree_flatten, tree_unflatten, tree_map
@@ -92,6 +95,28 @@ class ReverseTrace(Trace):
         self.tape.append(node)
         return ReverseTracer(self, out, node)
 
+    def process_custom_jvp(self, fun, rule, tracers):
+        """A custom_jvp function under reverse mode: its rule's tangent is
+        linear in the tangents, so the VJP is that map transposed (a reverse
+        pass over the rule at zero tangents)."""
+        def fwd(*xs):
+            return fun(*xs), xs
+
+        def bwd(xs, g):
+            pos = [i for i, x in enumerate(xs) if _inexact(x)]
+
+            def tangent_out(*ts):
+                full = [zeros_like(x) for x in xs]
+                for i, t in zip(pos, ts):
+                    full[i] = t
+                return rule(tuple(xs), tuple(full))[1]
+            cts = vjp(tangent_out, *[zeros_like(xs[i]) for i in pos])[1](g)
+            out = [None] * len(xs)
+            for i, c in zip(pos, cts):
+                out[i] = c
+            return tuple(out)
+        return self.process_custom_vjp(fun, fwd, bwd, tracers)
+
     @staticmethod
     def concrete(tracer, why):
         p = tracer.primal
@@ -125,7 +150,7 @@ class _Leaf:
 
 
 def _inexact(x):
-    return np.dtype(x.dtype).kind in "fc"
+    return np.dtype(x.dtype if hasattr(x, "dtype") else np.result_type(x)).kind in "fc"
 
 
 def backward_pass(tape, roots, release):
@@ -269,13 +294,20 @@ def _scalar_output(name, out_primals, out_tree):
     return out
 
 
+def _with_kwargs(f, kwargs):
+    """f with keyword arguments bound: they pass through, not differentiated."""
+    return functools.partial(f, **kwargs) if kwargs else f
+
+
 def value_and_grad(f, argnums=0, has_aux=False):
     """f -> (x -> (f(x), df/dx)) for a scalar-valued f.  With has_aux, f
-    returns (value, aux) and the result is ((value, aux), grad)."""
+    returns (value, aux) and the result is ((value, aux), grad).  Keyword
+    arguments go to f and are not differentiated, as in JAX."""
     name = f"value_and_grad({getattr(f, '__name__', 'f')})"
 
-    def vg(*args):
-        outs, out_tree, aux, backward = _vjp(name, f, args, argnums, has_aux, True)
+    def vg(*args, **kwargs):
+        outs, out_tree, aux, backward = _vjp(name, _with_kwargs(f, kwargs), args, argnums,
+                                             has_aux, True)
         out = _scalar_output(name, outs, out_tree)
         g = backward([ones((), out.dtype)])
         return ((out, aux) if has_aux else out), g
@@ -288,20 +320,21 @@ def grad(f, argnums=0, has_aux=False):
     or a tuple); the gradient mirrors the argument's pytree and dtype."""
     vg = value_and_grad(f, argnums, has_aux)
 
-    def g(*args):
-        (value, g_) = vg(*args)
+    def g(*args, **kwargs):
+        (value, g_) = vg(*args, **kwargs)
         return (g_, value[1]) if has_aux else g_
 
     g.__name__ = f"grad({getattr(f, '__name__', 'f')})"
     return g
 
 
-def vjp(f, *primals, has_aux=False):
+def vjp(f, *primals, has_aux=False, **kwargs):
     """(f(*primals), vjp_fn): vjp_fn(cotangent of the output) gives a tuple of
-    cotangents, one per primal.  vjp_fn may be called any number of times."""
+    cotangents, one per primal.  vjp_fn may be called any number of times.
+    Keyword arguments go to f and are not differentiated."""
     name = f"vjp({getattr(f, '__name__', 'f')})"
-    outs, out_tree, aux, backward = _vjp(name, f, primals, tuple(range(len(primals))),
-                                         has_aux, False)
+    outs, out_tree, aux, backward = _vjp(name, _with_kwargs(f, kwargs), primals,
+                                         tuple(range(len(primals))), has_aux, False)
 
     def vjp_fn(ct):
         cts, ct_tree = tree_flatten(ct)
@@ -318,13 +351,14 @@ def vjp(f, *primals, has_aux=False):
     return (out, vjp_fn, aux) if has_aux else (out, vjp_fn)
 
 
-def jacobian(f, argnums=0):
+def jacrev(f, argnums=0, has_aux=False):
     """Reverse-mode Jacobian: for each output leaf of shape S and input leaf of
-    shape T, an array of shape S + T (one backward pass per output element)."""
-    name = f"jacobian({getattr(f, '__name__', 'f')})"
+    shape T, an array of shape S + T (one backward pass per output element).
+    With has_aux, f returns (output, aux) and jacrev returns (jacobian, aux)."""
+    name = f"jacrev({getattr(f, '__name__', 'f')})"
 
     def jac(*args):
-        outs, out_tree, _, backward = _vjp(name, f, args, argnums, False, False)
+        outs, out_tree, aux, backward = _vjp(name, f, args, argnums, has_aux, False)
         rows_per_out = []
         for k, o in enumerate(outs):
             size = size_of(shape_of(o))
@@ -343,9 +377,13 @@ def jacobian(f, argnums=0):
                 return reshape(stack(gs), shape) if gs else zeros(shape, o.dtype)
             return tree_map(leafwise, *rows) if rows else _empty_like_grad(o, args, argnums)
 
-        return tree_unflatten(out_tree, [assemble(o, rows) for o, rows in rows_per_out])
+        result = tree_unflatten(out_tree, [assemble(o, rows) for o, rows in rows_per_out])
+        return (result, aux) if has_aux else result
 
     return jac
+
+
+jacobian = jacrev
 
 
 def _empty_like_grad(o, args, argnums):
@@ -354,10 +392,6 @@ def _empty_like_grad(o, args, argnums):
                   for i in nums)
     return grads[0] if isinstance(argnums, int) else grads
 
-
-def hessian(f, argnums=0):
-    """The matrix of second derivatives: jacobian of grad (reverse over reverse)."""
-    return jacobian(grad(f, argnums), argnums)
 
 
 class custom_vjp:

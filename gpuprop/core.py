@@ -76,6 +76,11 @@ class Primitive:
                                         written with gpuprop.numpy; None entries
                                         (or vjp=None) mean not differentiable
     vjp_variadic(i, g, out, *args, **params)   for primitives of any arity
+    jvp(tangents, out, *args, **params) -> tangent of the output (or None
+                                        for zero); `tangents` has one entry
+                                        per argument, None where it is zero
+    linear       the output is linear in the first argument (the others are
+                 indices): its JVP is the primitive applied to the tangent
 
     What executors and passes need (keyword-only):
     backend_fn   impl is `xp.<name>(*args, **params)`: called by name, directly
@@ -92,7 +97,7 @@ class Primitive:
     """
 
     def __init__(self, name, impl, abstract_eval, vjp=None, vjp_variadic=None, *,
-                 backend_fn=False, ufunc=False, takes_out=False, method=None, view=False,
+                 jvp=None, linear=False, backend_fn=False, ufunc=False, takes_out=False, method=None, view=False,
                  reduce_ufunc=None, compose=None, is_identity=None, unit=None):
         self.name = name
         self.impl = impl
@@ -101,6 +106,9 @@ class Primitive:
         self.vjp = vjp
         self.vjp_variadic = vjp_variadic
         self.differentiable = vjp is not None or vjp_variadic is not None
+        if linear:
+            jvp = _linear_jvp(self)
+        self.jvp = jvp
         self.backend_fn = backend_fn
         self.ufunc = ufunc
         self.takes_out = takes_out or self.ufunc
@@ -121,6 +129,12 @@ class Primitive:
 
     def __repr__(self):
         return f"{self.name}_p"
+
+
+def _linear_jvp(prim):
+    def jvp(tangents, out, x, *rest, **params):
+        return bind(prim, (tangents[0], *rest), params)
+    return jvp
 
 
 class Tracer:
@@ -217,6 +231,9 @@ class Trace:
         raise NotImplementedError
 
     def process_custom_vjp(self, fun, fwd, bwd, tracers):
+        return fun(*tracers)
+
+    def process_custom_jvp(self, fun, jvp, tracers):
         return fun(*tracers)
 
     @staticmethod

@@ -22,6 +22,7 @@ import numpy as np
 from . import backend, core
 from .backend import PY_SCALARS
 from .core import ShapedArray, Trace, Tracer, new_main
+from .forward import _inexact, check_tangent, float0, jvp
 from .compile import compile_program
 from .compile.passes import optimize
 from .ir import Eqn, Literal, Program, Var
@@ -141,6 +142,39 @@ def make_ir(f, static_argnums=()):
         n = len(args)
         return stage(f, args, kwargs, {i % n for i in static if -n <= i < n})[0]
     return build
+
+
+def linearize(f, *primals):
+    """(f(*primals), f_jvp), as JAX: f runs once, and f_jvp(*tangents) gives
+    the directional derivative J tangents by replaying a compiled program of
+    the tangent computation alone, whose inputs are the tangents and whose
+    constants are the values of f's run that it needs: nothing of f is
+    computed again, however often f_jvp is called."""
+    name = f"linearize({getattr(f, '__name__', 'f')})"
+    leaves, in_tree = tree_flatten(primals)
+    floats = [i for i, x in enumerate(leaves) if _inexact(x)]
+    saved = {}
+
+    def tangent_map(*float_tangents):
+        ts = [np.zeros(core.shape_of(x), float0) for x in leaves]
+        for i, t in zip(floats, float_tangents):
+            ts[i] = t
+        saved["out"], t_out = jvp(f, primals, tree_unflatten(in_tree, ts))
+        return t_out
+
+    prog, out_tree = stage(tangent_map, [leaves[i] for i in floats], {}, name=name)
+    run = compile_program(prog)
+
+    def f_jvp(*tangents):
+        ts, td = tree_flatten(tangents)
+        if td != in_tree:
+            raise ValueError(f"{name}: the tangents' structure {td} differs from the "
+                             f"primals' {in_tree}")
+        for k, (x, t) in enumerate(zip(leaves, ts)):
+            check_tangent(name, f"primal leaf {k}", x, t)
+        return tree_unflatten(out_tree, run([ts[i] for i in floats]))
+
+    return saved["out"], f_jvp
 
 
 def _as_tuple(x):

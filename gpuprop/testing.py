@@ -1,18 +1,24 @@
-"""check_grads: compare reverse-mode derivatives with central finite
-differences, in float64, to any order.
+"""check_grads: compare forward- and reverse-mode derivatives with central
+finite differences, in float64, to any order.
 
-For random directions v (inputs) and u (outputs), the inner-product identity
-<u, J v> = <J^T u, v> must hold, where J v comes from finite differences and
-J^T u from gpuprop.vjp.  Order k > 1 applies the same check to the function
-x -> J(x)^T u, whose derivative is computed by differentiating the backward
-pass: reverse over reverse.
+For random directions v (inputs) and u (outputs): forward mode's J v (jvp)
+and the finite differences' J v must agree along u, and reverse mode must
+satisfy the transpose identity <u, J v> = <J^T u, v> (vjp).  Order k > 1
+checks, at order k - 1, the derivative maps themselves as functions of all
+their inputs: (x, u) -> J(x)^T u in both modes (forward over reverse and
+reverse over reverse; the cotangent is an input too, so a backward rule whose
+own derivative in the cotangent is wrong is caught), and (x, v) -> J(x) v
+(forward over forward, reverse over forward).
 """
 import numpy as np
 
 from . import backend
 from .autodiff import vjp
 from .core import shape_of
+from .forward import jvp
 from .tree import tree_flatten, tree_unflatten
+
+MODES = ("fwd", "rev")
 
 
 def _host(x):
@@ -20,21 +26,32 @@ def _host(x):
 
 
 def _inner(a_leaves, b_leaves):
-    return float(sum(np.sum(_host(a) * _host(b)) for a, b in zip(a_leaves, b_leaves)))
+    """Sum of the elementwise products over the floating leaves (integer
+    outputs have no derivative: their tangents are float0)."""
+    return float(sum(np.sum(_host(a) * _host(b)) for a, b in zip(a_leaves, b_leaves)
+                     if _is_float(a) and _is_float(b)))
+
+
+def _is_float(x):
+    return np.dtype(x.dtype if hasattr(x, "dtype") else np.result_type(x)).kind == "f"
 
 
 def _float_positions(leaves):
-    return [i for i, x in enumerate(leaves)
-            if np.dtype(x.dtype if hasattr(x, "dtype") else np.result_type(x)).kind == "f"]
+    return [i for i, x in enumerate(leaves) if _is_float(x)]
 
 
-def check_grads(f, args, order=2, eps=1e-4, atol=1e-5, rtol=1e-5, seed=0):
-    """Check f's derivatives at `args` (a tuple) up to `order`.
+def check_grads(f, args, order=2, modes=MODES, eps=1e-4, atol=1e-5, rtol=1e-5, seed=0):
+    """Check f's derivatives at `args` (a tuple) up to `order`, in `modes`
+    ("fwd", "rev" or both).
 
     Floating leaves of args are converted to float64 on the active backend and
     differentiated; other leaves (integer index arrays, ...) are held fixed.
-    Raises AssertionError naming the order and both values on a mismatch.
-    """
+    Raises AssertionError naming the order, the mode and both values on a
+    mismatch."""
+    modes = tuple(modes)
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise ValueError(f"check_grads: modes must be a non-empty subset of {MODES}, got {modes}")
     rng = np.random.default_rng(seed)
     leaves, tree = tree_flatten(tuple(args))
     pos = _float_positions(leaves)
@@ -47,11 +64,11 @@ def check_grads(f, args, order=2, eps=1e-4, atol=1e-5, rtol=1e-5, seed=0):
             full[i] = x
         return f(*tree_unflatten(tree, full))
 
-    _check(f_flat, [leaves[i] for i in pos], order, eps, atol, rtol, rng, to_dev)
+    _check(f_flat, [leaves[i] for i in pos], order, modes, eps, atol, rtol, rng, to_dev)
 
 
-def _check(f, xs, order, eps, atol, rtol, rng, to_dev):
-    out, vjp_fn = vjp(f, *xs)
+def _check(f, xs, order, modes, eps, atol, rtol, rng, to_dev):
+    out = f(*xs)
     out_leaves, out_tree = tree_flatten(out)
     us = [to_dev(rng.standard_normal(shape_of(o))) for o in out_leaves]
     vs = [to_dev(rng.standard_normal(shape_of(x))) for x in xs]
@@ -59,17 +76,31 @@ def _check(f, xs, order, eps, atol, rtol, rng, to_dev):
     def shifted(sign):
         return tree_flatten(f(*[x + sign * eps * v for x, v in zip(xs, vs)]))[0]
 
+    def agree(what, a, b):
+        if not abs(a - b) <= atol + rtol * max(abs(a), abs(b)):
+            raise AssertionError(
+                f"check_grads: derivative of order {order_name(order)}: {what}: {a!r} and "
+                f"{b!r} disagree (difference {abs(a - b):.3g})")
+
     fd = (_inner(us, shifted(+1)) - _inner(us, shifted(-1))) / (2 * eps)
-    ad = _inner(vjp_fn(tree_unflatten(out_tree, us)), vs)
-    if not abs(fd - ad) <= atol + rtol * max(abs(fd), abs(ad)):
-        raise AssertionError(
-            f"check_grads: derivative of order {order_name(order)} disagrees with "
-            f"finite differences: <u, J v> = {fd!r} by finite differences, "
-            f"<J^T u, v> = {ad!r} by gpuprop (difference {abs(fd - ad):.3g})")
+    if "fwd" in modes:
+        fwd = _inner(us, tree_flatten(jvp(f, tuple(xs), tuple(vs))[1])[0])
+        agree("<u, J v> by finite differences and by forward mode (jvp)", fd, fwd)
+    if "rev" in modes:
+        rev = _inner(vjp(f, *xs)[1](tree_unflatten(out_tree, us)), vs)
+        agree("<u, J v> by finite differences and <J^T u, v> by reverse mode (vjp)", fd, rev)
+    if len(modes) == 2:     # the transpose identity between the modes: rounding only
+        agree("<u, J v> by forward mode and <J^T u, v> by reverse mode", fwd, rev)
     if order > 1:
-        def backward(*ys):
-            return vjp(f, *ys)[1](tree_unflatten(out_tree, us))
-        _check(backward, xs, order - 1, eps, atol, rtol, rng, to_dev)
+        n = len(xs)
+        if "rev" in modes:
+            def pullback(*xs_us):
+                return vjp(f, *xs_us[:n])[1](tree_unflatten(out_tree, list(xs_us[n:])))
+            _check(pullback, list(xs) + us, order - 1, modes, eps, atol, rtol, rng, to_dev)
+        if "fwd" in modes:
+            def pushforward(*xs_vs):
+                return jvp(f, tuple(xs_vs[:n]), tuple(xs_vs[n:]))[1]
+            _check(pushforward, list(xs) + vs, order - 1, modes, eps, atol, rtol, rng, to_dev)
 
 
 def order_name(order):

@@ -27,9 +27,11 @@ def grid(lo, hi, shape=(2, 5)):
     return np.linspace(lo, hi, int(np.prod(shape))).reshape(shape)
 
 
-# name -> (domain, derivative domain); the reference is scipy.special's function
+# name -> domain; the reference is scipy.special's function.  erfinv stops at
+# 0.9 (and logit below at 0.1): steeper, and the fourth derivatives that the
+# finite differences of the second-order checks see grow past their tolerance
 BACKEND_FUNCTIONS = {
-    "erf": grid(-3, 3), "erfc": grid(-3, 3), "erfinv": grid(-0.95, 0.95),
+    "erf": grid(-3, 3), "erfc": grid(-3, 3), "erfinv": grid(-0.9, 0.9),
     "gammaln": grid(0.3, 6), "digamma": grid(0.3, 6), "ndtr": grid(-5, 5),
     "log_ndtr": grid(-30, 5),
 }
@@ -83,7 +85,7 @@ def test_expit_logit():
     close(special.logit(dev(p)), np.log(p / (1 - p)))
     close(special.logit(special.expit(dev(x))), x, 1e-10)
     check_grads(special.expit, (x,), order=2)
-    check_grads(special.logit, (p,), order=2)
+    check_grads(special.logit, (grid(0.1, 0.9),), order=2)
 
 
 def test_xlogy_xlog1py():

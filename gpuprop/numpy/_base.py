@@ -5,6 +5,7 @@ other, so this module imports nothing else of the package, and the families
 import downward: elementwise -> shape -> reductions -> linalg -> composites."""
 import numpy as np
 
+from .. import backend
 from ..core import Primitive, ShapedArray, bind, size_of
 from ._rules import dtype_of, normalize_axis, ndim_of, shape_of
 
@@ -28,7 +29,7 @@ def _same_shape(x, shape):
 
 reshape_p = Primitive("reshape", lambda xp, x, shape: xp.reshape(x, shape),
                       same_dtype(lambda s, shape: _reshape_shape(s, shape)),
-                      vjp=(lambda g, out, x, shape: reshape(g, shape_of(x)),),
+                      vjp=(lambda g, out, x, shape: reshape(g, shape_of(x)),), linear=True,
                       method="shape", view=True, compose=lambda inner, outer: outer,
                       is_identity=_same_shape)
 
@@ -45,7 +46,7 @@ def _broadcast_to_shape(s, shape):
 broadcast_to_p = Primitive(
     "broadcast_to", lambda xp, x, shape: xp.broadcast_to(x, shape),
     same_dtype(_broadcast_to_shape),
-    vjp=(lambda g, out, x, shape: sum_to_shape(g, shape_of(x)),),
+    vjp=(lambda g, out, x, shape: sum_to_shape(g, shape_of(x)),), linear=True,
     view=True, is_identity=_same_shape)
 
 
@@ -67,6 +68,16 @@ def broadcast_to(x, shape):
     if shape == shape_of(x):
         return x
     return bind(broadcast_to_p, (x,), {"shape": shape})
+
+
+def zeros_like(x, dtype=None):
+    """Zeros of x's shape (and dtype) on the active backend: a constant, such
+    as the tangent of what does not depend on the input."""
+    return backend.current().xp.zeros(shape_of(x), dtype or dtype_of(x))
+
+
+def ones_like(x, dtype=None):
+    return backend.current().xp.ones(shape_of(x), dtype or dtype_of(x))
 
 
 def _reduced_shape(shape, axis, keepdims):
@@ -107,7 +118,7 @@ sum_p = Primitive(
     "sum", lambda xp, x, axis, keepdims: xp.sum(x, axis=axis, keepdims=keepdims),
     reduction_aval("sum", sum_dtype),
     vjp=(lambda g, out, x, axis, keepdims:
-         broadcast_to(keep_axes(g, x, axis, keepdims), shape_of(x)),),
+         broadcast_to(keep_axes(g, x, axis, keepdims), shape_of(x)),), linear=True,
     backend_fn=True, takes_out=True, reduce_ufunc="add")
 
 

@@ -5,6 +5,7 @@ import numpy as np
 from .. import backend
 from ..core import Tracer, size_of
 from ._rules import dtype_of, shape_of
+from ._base import ones_like, zeros_like  # noqa: F401  (public here)
 from .elementwise import astype
 
 float32, float64 = np.float32, np.float64
@@ -36,14 +37,6 @@ def ones(shape, dtype=np.float32):
 
 def full(shape, fill_value, dtype=np.float32):
     return _xp().full(shape, fill_value, dtype)
-
-
-def zeros_like(x, dtype=None):
-    return zeros(shape_of(x), dtype or dtype_of(x))
-
-
-def ones_like(x, dtype=None):
-    return ones(shape_of(x), dtype or dtype_of(x))
 
 
 def full_like(x, fill_value, dtype=None):

@@ -9,7 +9,7 @@ backward pass.
 import numpy as np
 
 from ..core import Primitive, bind
-from ._base import unbroadcast
+from ._base import broadcast_to, unbroadcast
 from ._rules import elementwise_aval
 
 
@@ -19,7 +19,26 @@ def _prim(name, impl, *vjp, **facts):
     if impl is None:
         impl = lambda xp, *args: getattr(xp, name)(*args)
         facts.update(backend_fn=True, ufunc=isinstance(getattr(np, name, None), np.ufunc))
-    return Primitive(name, impl, elementwise_aval(name, impl), vjp=vjp or None, **facts)
+    return Primitive(name, impl, elementwise_aval(name, impl), vjp=vjp or None,
+                     jvp=_jvp_of(vjp) if vjp else None, **facts)
+
+
+def _jvp_of(rules):
+    """The JVP of an elementwise primitive, from its VJP rules: its Jacobian
+    is diagonal, hence its own transpose, so each argument's term is its VJP
+    rule applied to the tangent, with every array argument broadcast to the
+    output's shape first (so the rule's unbroadcast sums nothing)."""
+    def jvp(tangents, out, *args, **params):
+        shape = getattr(out, "shape", ())
+        full = [broadcast_to(a, shape) if hasattr(a, "shape") else a for a in args]
+        total = None
+        for rule, t in zip(rules, tangents):
+            if t is None or rule is None:
+                continue
+            term = rule(broadcast_to(t, shape), out, *full, **params)
+            total = term if total is None else add(total, term)
+        return total
+    return jvp
 
 
 # ---- arithmetic -------------------------------------------------------------

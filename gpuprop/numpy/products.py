@@ -48,8 +48,15 @@ def _matmul_db(g, out, a, b):
     return sh.reshape(dB, shape_of(b))
 
 
+def _matmul_jvp(tangents, out, a, b):
+    ta, tb = tangents
+    terms = ([matmul(ta, b)] if ta is not None else []) + ([matmul(a, tb)] if tb is not None else [])
+    return terms[0] if len(terms) == 1 else ew.add(*terms)
+
+
 matmul_p = Primitive("matmul", lambda xp, a, b: xp.matmul(a, b), _matmul_aval,
-                     vjp=(_matmul_da, _matmul_db), backend_fn=True, takes_out=True)
+                     vjp=(_matmul_da, _matmul_db), jvp=_matmul_jvp, backend_fn=True,
+                     takes_out=True)
 
 
 def matmul(a, b):

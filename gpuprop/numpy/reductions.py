@@ -7,8 +7,8 @@ primitives receive it normalised to a sorted tuple of non-negative axes.
 import numpy as np
 
 from ..core import Primitive, ShapedArray, bind, size_of
-from ._base import (keep_axes, bind_reduction, reduction_aval, sum_dtype, sum, sum_p,  # noqa: F401
-                    sum_to_shape)
+from ._base import (bind_reduction, keep_axes, ones_like, reduction_aval, sum,  # noqa: F401
+                    sum_dtype, sum_p, sum_to_shape)
 from ._rules import normalize_axis, ndim_of, shape_of, dtype_of
 from . import elementwise as ew, shape as sh
 
@@ -50,9 +50,19 @@ def _prod_rule(g, out, x, axis, keepdims):
     return ew.multiply(g, sh.transpose(others, tuple(np.argsort(order))))
 
 
+def _weighted_jvp(rule):
+    """For a reduction whose VJP is the broadcast cotangent times a weight
+    per entry (prod: the product of the others; max: the share of a tie),
+    the JVP is the reduction of tangent times that weight."""
+    def jvp(tangents, out, x, axis, keepdims):
+        weight = rule(ones_like(out), out, x, axis=axis, keepdims=keepdims)
+        return sum(ew.multiply(tangents[0], weight), axis, keepdims)
+    return jvp
+
+
 prod_p = Primitive(
     "prod", lambda xp, x, axis, keepdims: xp.prod(x, axis=axis, keepdims=keepdims),
-    reduction_aval("prod", sum_dtype), vjp=(_prod_rule,),
+    reduction_aval("prod", sum_dtype), vjp=(_prod_rule,), jvp=_weighted_jvp(_prod_rule),
     backend_fn=True, takes_out=True, reduce_ufunc="multiply")
 
 
@@ -66,9 +76,11 @@ def _extremum_rule(g, out, x, axis, keepdims):
 
 max_p = Primitive("max", lambda xp, x, axis, keepdims: xp.max(x, axis=axis, keepdims=keepdims),
                   reduction_aval("max", np.dtype, needs_elements=True), vjp=(_extremum_rule,),
+                  jvp=_weighted_jvp(_extremum_rule),
                   backend_fn=True, takes_out=True, reduce_ufunc="maximum")
 min_p = Primitive("min", lambda xp, x, axis, keepdims: xp.min(x, axis=axis, keepdims=keepdims),
                   reduction_aval("min", np.dtype, needs_elements=True), vjp=(_extremum_rule,),
+                  jvp=_weighted_jvp(_extremum_rule),
                   backend_fn=True, takes_out=True, reduce_ufunc="minimum")
 # argmax/argmin take one axis (or None), as NumPy's do
 argmax_p = Primitive("argmax", lambda xp, x, axis, keepdims: xp.argmax(
@@ -88,7 +100,7 @@ cumsum_p = Primitive(
     "cumsum", lambda xp, x, axis: xp.cumsum(x, axis=axis),
     lambda x, axis: ShapedArray(shape_of(x), sum_dtype(dtype_of(x))),
     # each entry feeds the sums from it to the end: reversed cumsum of g
-    vjp=(lambda g, out, x, axis: sh.flip(cumsum(sh.flip(g, axis), axis), axis),))
+    vjp=(lambda g, out, x, axis: sh.flip(cumsum(sh.flip(g, axis), axis), axis),), linear=True)
 
 
 def cumsum(x, axis=None):

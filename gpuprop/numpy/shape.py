@@ -9,7 +9,7 @@ import numpy as np
 from .. import backend
 from ..core import Primitive, ShapedArray, Tracer, bind
 from ._base import (same_dtype, broadcast_to, broadcast_to_p, reshape,  # noqa: F401
-                    reshape_p, sum_to_shape)
+                    reshape_p, sum_to_shape, zeros_like)
 from ._rules import dtype_of, ndim_of, normalize_axis, shape_of
 from . import elementwise as ew
 
@@ -21,7 +21,7 @@ def _compose_axes(inner, outer):
 transpose_p = Primitive("transpose", lambda xp, x, axes: xp.transpose(x, axes),
                         same_dtype(lambda s, axes: tuple(s[a] for a in axes)),
                         vjp=(lambda g, out, x, axes: transpose(g, tuple(np.argsort(axes))),),
-                        method="axes", view=True, compose=_compose_axes,
+                        linear=True, method="axes", view=True, compose=_compose_axes,
                         is_identity=lambda x, axes: axes == tuple(range(len(axes))))
 
 
@@ -145,12 +145,12 @@ getitem_p = Primitive(
     "getitem", lambda xp, x, *arrays, spec: x[_index(spec, arrays)], _getitem_aval,
     vjp=(lambda g, out, x, *arrays, spec:
          bind(scatter_add_p, (g, *arrays), {"spec": spec, "shape": shape_of(x)}),),
-    view=lambda x, *arrays, spec: not arrays)     # basic indexing gives a view
+    linear=True, view=lambda x, *arrays, spec: not arrays)     # basic indexing gives a view
 scatter_add_p = Primitive(
     "scatter_add", _scatter_add_impl,
     lambda g, *arrays, spec, shape: ShapedArray(shape, g.dtype),
     vjp=(lambda g, out, _, *arrays, spec, shape:
-         bind(getitem_p, (g, *arrays), {"spec": spec}),))
+         bind(getitem_p, (g, *arrays), {"spec": spec}),), linear=True)
 
 
 def getitem(x, index):
@@ -179,8 +179,15 @@ def _concatenate_vjp(i, g, out, *xs, axis):
     return getitem(g, index)
 
 
+def _concatenate_jvp(tangents, out, *xs, axis):
+    """The tangents joined as the arrays are (zeros where a tangent is zero)."""
+    parts = [t if t is not None else zeros_like(x) for t, x in zip(tangents, xs)]
+    return bind(concatenate_p, parts, {"axis": axis})
+
+
 concatenate_p = Primitive("concatenate", lambda xp, *xs, axis: xp.concatenate(xs, axis=axis),
-                          _concatenate_aval, vjp_variadic=_concatenate_vjp)
+                          _concatenate_aval, vjp_variadic=_concatenate_vjp,
+                          jvp=_concatenate_jvp)
 
 
 def concatenate(arrays, axis=0):
@@ -252,7 +259,10 @@ pad_p = Primitive(
         x, pad_width, mode="constant", constant_values=constant_values),
     _pad_aval,
     vjp=(lambda g, out, x, pad_width, constant_values: getitem(
-        g, tuple(slice(b, b + d) for d, (b, _) in zip(shape_of(x), pad_width))),))
+        g, tuple(slice(b, b + d) for d, (b, _) in zip(shape_of(x), pad_width))),),
+    # the fill value is a constant: the tangent is padded with zeros
+    jvp=lambda ts, out, x, pad_width, constant_values: bind(
+        pad_p, (ts[0],), {"pad_width": pad_width, "constant_values": 0}))
 
 
 def pad(array, pad_width, mode="constant", constant_values=0):
