@@ -1,8 +1,9 @@
 """Property-based fuzzing of jit: hypothesis builds random programs (the
 DAGs of tests/support.py (fuzz_programs): elementwise ops, broadcasting binary ops and
 reductions over random broadcast-compatible shapes), in float32 or float64,
-and compares the jitted program with the eager one: its values and its
-gradients (jit(grad) against grad), dtype for dtype.
+and compares the jitted program with the eager one: its values, its
+gradients (jit(grad) against grad) and its directional derivatives (jit(jvp)
+against jvp, and jvp against the gradient), dtype for dtype.
 
 The jitted side also threads every intermediate through a round trip of
 view primitives (transpose, reversal by slicing, reshape, broadcast-and-pick)
@@ -127,6 +128,15 @@ def test_jit_matches_eager_values_and_gradients(program):
     for k, (g, w) in enumerate(zip(got_g, want_g)):
         assert_close(g, w, dtype, f"gradient {k}")
     assert jitted.traces == 1
+    # forward mode, compiled: jit(jvp) against eager jvp, and against the
+    # gradient by the transpose identity <grad, t> = J t
+    tangents = tuple(dev(rng.standard_normal(s), dtype) for s in shapes)
+    jvp_loss = lambda *a: gp.jvp(lambda *b: loss(gnp, *b), a, tangents)   # noqa: E731
+    (got_l, got_t), (want_l, want_t) = gp.jit(jvp_loss)(*xs), jvp_loss(*xs)
+    assert_close(got_l, want_l, dtype, "jit(jvp) value")
+    assert_close(got_t, want_t, dtype, "jit(jvp) tangent")
+    by_grad = sum(gnp.sum(g * t) for g, t in zip(want_g, tangents))
+    assert_close(want_t, by_grad, dtype, "jvp against <grad, t>")
     reference = eval_program(jitted.lower(*xs).program, *xs)
     for k, (g, w) in enumerate(zip(gp.tree_leaves((got_outs, got_v, got_g)), reference)):
         assert_close(g, w, dtype, f"leaf {k} against ir.eval_program")
