@@ -5,13 +5,15 @@
 """
 from .backend import (get_backend, set_backend, use_backend, register_backend,
                       backend_names, Backend, BackendMismatchError)
-from .core import UnexpectedTracerError, ShapedArray, NaNError, debug_nans
+from .core import (UnexpectedTracerError, ShapedArray, NaNError, debug_nans,
+                   TracerControlFlowError)
 from .tree import (tree_flatten, tree_unflatten, tree_map, tree_leaves,
                    tree_structure, register_pytree_node, register_pytree_node_class)
 from .autodiff import grad, value_and_grad, vjp, jacobian, jacrev, custom_vjp
 from .forward import jvp, jacfwd, hessian, custom_jvp, float0
+from .batching import vmap
 from .devices import asarray, to_numpy, device_put
-from .jit import jit, make_ir, linearize, TracerControlFlowError
+from .jit import jit, make_ir, linearize
 from .numpy import stop_gradient
 from .serialization import save, load
 from .flatten_util import ravel_pytree

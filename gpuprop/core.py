@@ -81,6 +81,8 @@ class Primitive:
                                         per argument, None where it is zero
     linear       the output is linear in the first argument (the others are
                  indices): its JVP is the primitive applied to the tangent
+    batch(prim, vals, dims, **params) -> (out, out_dim): the primitive on
+                 values with a batch axis at dims[i] (None: unbatched)
 
     What executors and passes need (keyword-only):
     backend_fn   impl is `xp.<name>(*args, **params)`: called by name, directly
@@ -97,7 +99,7 @@ class Primitive:
     """
 
     def __init__(self, name, impl, abstract_eval, vjp=None, vjp_variadic=None, *,
-                 jvp=None, linear=False, backend_fn=False, ufunc=False, takes_out=False, method=None, view=False,
+                 jvp=None, linear=False, batch=None, backend_fn=False, ufunc=False, takes_out=False, method=None, view=False,
                  reduce_ufunc=None, compose=None, is_identity=None, unit=None):
         self.name = name
         self.impl = impl
@@ -109,6 +111,7 @@ class Primitive:
         if linear:
             jvp = _linear_jvp(self)
         self.jvp = jvp
+        self.batch = batch
         self.backend_fn = backend_fn
         self.ufunc = ufunc
         self.takes_out = takes_out or self.ufunc
@@ -189,6 +192,11 @@ class Tracer:
 
     def __repr__(self):
         return f"{type(self).__name__}<{self.aval}, level {self._trace.main.level}>"
+
+
+class TracerControlFlowError(TypeError):
+    """Python control flow or a conversion needed one value of a traced array
+    that has none (staged by jit) or many (batched by vmap)."""
 
 
 class UnexpectedTracerError(RuntimeError):

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import backend, core
 from .backend import PY_SCALARS
-from .core import ShapedArray, Trace, Tracer, new_main
+from .core import ShapedArray, Trace, Tracer, TracerControlFlowError, new_main
 from .forward import _inexact, check_tangent, float0, jvp
 from .compile import compile_program
 from .compile.passes import optimize
@@ -29,10 +29,6 @@ from .ir import Eqn, Literal, Program, Var
 from .tree import tree_flatten, tree_map, tree_unflatten
 
 log = logging.getLogger("gpuprop.jit")
-
-
-class TracerControlFlowError(TypeError):
-    """Python control flow or a conversion needed the value of a staged array."""
 
 
 class StagingTracer(Tracer):

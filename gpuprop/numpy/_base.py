@@ -1,8 +1,9 @@
-"""The bottom of gpuprop.numpy: reshape, broadcast_to and sum, the three
-primitives every family's VJP rules need to bring a cotangent back to an
-argument's shape (sum_to_shape, unbroadcast).  Their own rules use only each
+"""The bottom of gpuprop.numpy: reshape, broadcast_to, transpose and sum, the
+primitives every family's rules need: VJPs to bring a cotangent back to an
+argument's shape (sum_to_shape, unbroadcast), batching rules to move and pad
+the batch axis (batch_broadcasting & co).  Their own rules use only each
 other, so this module imports nothing else of the package, and the families
-import downward: elementwise -> shape -> reductions -> linalg -> composites."""
+import downward: elementwise -> shape -> reductions -> products -> ..."""
 import numpy as np
 
 from .. import backend
@@ -14,6 +15,73 @@ def same_dtype(rule):
     def aval_rule(x, **params):
         return ShapedArray(rule(shape_of(x), **params), dtype_of(x))
     return aval_rule
+
+
+# ---- batching: where the batch axis goes -----------------------------------------
+def moveaxis0(x, d):
+    """x with its axis d (the batch axis) moved to the front."""
+    if d == 0:
+        return x
+    n = len(shape_of(x))
+    return transpose(x, (d,) + tuple(i for i in range(n) if i != d))
+
+
+def batch_size(vals, dims):
+    return next(shape_of(v)[d] for v, d in zip(vals, dims) if d is not None)
+
+
+def with_batch(v, d, size):
+    """v with the batch axis first: moved there, or broadcast if v has none."""
+    return moveaxis0(v, d) if d is not None else broadcast_to(v, (size,) + shape_of(v))
+
+
+def all_batched(vals, dims):
+    """Every value with the batch axis first (unbatched ones broadcast)."""
+    size = batch_size(vals, dims)
+    return [with_batch(v, d, size) for v, d in zip(vals, dims)]
+
+
+def batch_first(vals, dims, rank=None):
+    """The batched values with the batch axis first and, with `rank`, ones
+    inserted after it to 1 + rank dimensions (so that broadcasting against
+    unbatched values lines the example axes up, and the batch axis with
+    nothing); unbatched values as they are."""
+    out = []
+    for v, d in zip(vals, dims):
+        if d is not None:
+            v = moveaxis0(v, d)
+            s = shape_of(v)
+            if rank is not None and len(s) - 1 < rank:
+                v = reshape(v, s[:1] + (1,) * (rank - len(s) + 1) + s[1:])
+        out.append(v)
+    return out
+
+
+def example_rank(vals, dims):
+    """The largest number of dimensions of one example among the arguments."""
+    return max(len(shape_of(v)) - (d is not None) for v, d in zip(vals, dims))
+
+
+def batch_broadcasting(prim, vals, dims, **params):
+    """The batching rule of a primitive that broadcasts its arguments'
+    leading axes as NumPy does (stacks of matrices; elementwise operations):
+    the batch axis goes first, every batched argument padded to one rank."""
+    return bind(prim, tuple(batch_first(vals, dims, example_rank(vals, dims))), params), 0
+
+
+def batch_elementwise(prim, vals, dims, **params):
+    """An elementwise primitive of one array: the batch axis stays where it is."""
+    if len(vals) == 1:
+        return bind(prim, tuple(vals), params), dims[0]
+    return batch_broadcasting(prim, vals, dims, **params)
+
+
+def batch_reduction(prim, vals, dims, axis, keepdims):
+    """A reduction over `axis` (a sorted tuple, or None for every axis)."""
+    x = moveaxis0(vals[0], dims[0])
+    n = len(shape_of(x)) - 1
+    axes = tuple(range(1, n + 1)) if axis is None else tuple(a + 1 for a in axis)
+    return bind(prim, (x,), {"axis": axes, "keepdims": keepdims}), 0
 
 
 def _reshape_shape(shape, shape_to):
@@ -30,6 +98,9 @@ def _same_shape(x, shape):
 reshape_p = Primitive("reshape", lambda xp, x, shape: xp.reshape(x, shape),
                       same_dtype(lambda s, shape: _reshape_shape(s, shape)),
                       vjp=(lambda g, out, x, shape: reshape(g, shape_of(x)),), linear=True,
+                      batch=lambda prim, vals, dims, shape: (
+                          reshape(moveaxis0(vals[0], dims[0]),
+                                  (batch_size(vals, dims),) + tuple(shape)), 0),
                       method="shape", view=True, compose=lambda inner, outer: outer,
                       is_identity=_same_shape)
 
@@ -47,6 +118,9 @@ broadcast_to_p = Primitive(
     "broadcast_to", lambda xp, x, shape: xp.broadcast_to(x, shape),
     same_dtype(_broadcast_to_shape),
     vjp=(lambda g, out, x, shape: sum_to_shape(g, shape_of(x)),), linear=True,
+    batch=lambda prim, vals, dims, shape: (
+        broadcast_to(batch_first(vals, dims, len(shape))[0],
+                     (batch_size(vals, dims),) + tuple(shape)), 0),
     view=True, is_identity=_same_shape)
 
 
@@ -78,6 +152,31 @@ def zeros_like(x, dtype=None):
 
 def ones_like(x, dtype=None):
     return backend.current().xp.ones(shape_of(x), dtype or dtype_of(x))
+
+
+def _compose_axes(inner, outer):
+    return {"axes": tuple(inner["axes"][a] for a in outer["axes"])}
+
+
+transpose_p = Primitive("transpose", lambda xp, x, axes: xp.transpose(x, axes),
+                        same_dtype(lambda s, axes: tuple(s[a] for a in axes)),
+                        vjp=(lambda g, out, x, axes: transpose(g, tuple(np.argsort(axes))),),
+                        linear=True, batch=lambda prim, vals, dims, axes: (
+                            transpose(moveaxis0(vals[0], dims[0]),
+                                      (0,) + tuple(a + 1 for a in axes)), 0),
+                        method="axes", view=True, compose=_compose_axes,
+                        is_identity=lambda x, axes: axes == tuple(range(len(axes))))
+
+
+def transpose(x, axes=None):
+    n = ndim_of(x)
+    axes = tuple(range(n))[::-1] if axes is None else tuple(int(a) % n for a in axes)
+    if sorted(axes) != list(range(n)):
+        raise ValueError(f"gnp.transpose: axes {axes} are not a permutation of "
+                         f"the {n} axes of an array of shape {shape_of(x)}")
+    if axes == tuple(range(n)):
+        return x
+    return bind(transpose_p, (x,), {"axes": axes})
 
 
 def _reduced_shape(shape, axis, keepdims):
@@ -119,7 +218,7 @@ sum_p = Primitive(
     reduction_aval("sum", sum_dtype),
     vjp=(lambda g, out, x, axis, keepdims:
          broadcast_to(keep_axes(g, x, axis, keepdims), shape_of(x)),), linear=True,
-    backend_fn=True, takes_out=True, reduce_ufunc="add")
+    batch=batch_reduction, backend_fn=True, takes_out=True, reduce_ufunc="add")
 
 
 def bind_reduction(prim, x, axis, keepdims):

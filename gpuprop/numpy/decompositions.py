@@ -28,6 +28,7 @@ from collections import namedtuple
 import numpy as np
 
 from ..core import Primitive, ShapedArray, bind
+from ._base import batch_broadcasting
 from ._rules import broadcast_shapes, dtype_of, ndim_of, normalize_axis, shape_of
 from . import creation, elementwise as ew, reductions as red, shape as sh
 from .products import matmul
@@ -155,7 +156,8 @@ _solve_p = Primitive(
     "linalg.solve", _solve_impl, _solve_aval,
     vjp=(lambda g, x, a, b: red.sum_to_shape(
              ew.negative(matmul(_solve_transposed(a, g), _T(x))), shape_of(a)),
-         lambda g, x, a, b: red.sum_to_shape(_solve_transposed(a, g), shape_of(b))))
+         lambda g, x, a, b: red.sum_to_shape(_solve_transposed(a, g), shape_of(b))),
+    batch=batch_broadcasting)
 
 
 def _solve(a, b):
@@ -199,7 +201,7 @@ def _slogdet_vjp(g, out, a):
 
 _slogdet_p = Primitive("linalg.slogdet", _slogdet_impl,
                        lambda a: _packed_aval(a, shape_of(a)[:-2], [(), ()]),
-                       vjp=(_slogdet_vjp,))
+                       vjp=(_slogdet_vjp,), batch=batch_broadcasting)
 
 
 def slogdet(a):
@@ -224,7 +226,7 @@ def _cholesky_vjp(g, L, a):
 
 _cholesky_p = Primitive("linalg.cholesky", lambda xp, a: xp.linalg.cholesky(a),
                         lambda a: ShapedArray(shape_of(a), dtype_of(a)),
-                        vjp=(_cholesky_vjp,))
+                        vjp=(_cholesky_vjp,), batch=batch_broadcasting)
 
 
 def cholesky(a, /, *, upper=False):
@@ -280,7 +282,7 @@ def _qr_vjp(g, out, a, complete):
 _qr_p = Primitive("linalg.qr", _qr_impl,
                   lambda a, complete: _packed_aval(a, shape_of(a)[:-2],
                                                    _qr_shapes(shape_of(a), complete)),
-                  vjp=(_qr_vjp,))
+                  vjp=(_qr_vjp,), batch=batch_broadcasting)
 
 
 def qr(a, mode="reduced"):
@@ -325,7 +327,8 @@ def _eigh_vjp(g, out, a, UPLO, vectors):
     return _one_triangle(matmul(matmul(v, inner), _T(v)), lower=UPLO == "L")
 
 
-_eigh_p = Primitive("linalg.eigh", _eigh_impl, _eigh_aval, vjp=(_eigh_vjp,))
+_eigh_p = Primitive("linalg.eigh", _eigh_impl, _eigh_aval, vjp=(_eigh_vjp,),
+                    batch=batch_broadcasting)
 
 
 def _eigh_vectors(a, UPLO):
@@ -407,7 +410,8 @@ def _svd_vjp(g, out, a, full_matrices, vectors):
     return ga
 
 
-_svd_p = Primitive("linalg.svd", _svd_impl, _svd_aval, vjp=(_svd_vjp,))
+_svd_p = Primitive("linalg.svd", _svd_impl, _svd_aval, vjp=(_svd_vjp,),
+                   batch=batch_broadcasting)
 
 
 def _svd_reduced(a):
@@ -458,7 +462,7 @@ def _pinv_vjp(g, p, a, rcond):
 _pinv_p = Primitive("linalg.pinv", _pinv_impl,
                     lambda a, rcond: ShapedArray(shape_of(a)[:-2] + shape_of(a)[-2:][::-1],
                                                  dtype_of(a)),
-                    vjp=(_pinv_vjp,))
+                    vjp=(_pinv_vjp,), batch=batch_broadcasting)
 
 
 def pinv(a, rcond=None, hermitian=False, *, rtol=_NO_RTOL):

@@ -9,7 +9,7 @@ backward pass.
 import numpy as np
 
 from ..core import Primitive, bind
-from ._base import broadcast_to, unbroadcast
+from ._base import batch_elementwise, broadcast_to, unbroadcast
 from ._rules import elementwise_aval
 
 
@@ -20,7 +20,7 @@ def _prim(name, impl, *vjp, **facts):
         impl = lambda xp, *args: getattr(xp, name)(*args)
         facts.update(backend_fn=True, ufunc=isinstance(getattr(np, name, None), np.ufunc))
     return Primitive(name, impl, elementwise_aval(name, impl), vjp=vjp or None,
-                     jvp=_jvp_of(vjp) if vjp else None, **facts)
+                     jvp=_jvp_of(vjp) if vjp else None, batch=batch_elementwise, **facts)
 
 
 def _jvp_of(rules):

@@ -4,6 +4,7 @@ transpose, reshape, sum), so their derivatives are those of the pieces."""
 import numpy as np
 
 from ..core import Primitive, ShapedArray, bind, size_of
+from ._base import batch_broadcasting, batch_first
 from ._rules import broadcast_shapes, dtype_of, ndim_of, shape_of
 from . import elementwise as ew, reductions, shape as sh
 
@@ -54,9 +55,26 @@ def _matmul_jvp(tangents, out, a, b):
     return terms[0] if len(terms) == 1 else ew.add(*terms)
 
 
+def _batch_matmul(prim, vals, dims):
+    """Both operands made stacks of matrices (a vector gets a unit axis, taken
+    out of the result), then batched as any broadcasting primitive."""
+    a, b = batch_first(vals, dims)
+    a_vec, b_vec = (ndim_of(v) - (d is not None) == 1 for v, d in zip((a, b), dims))
+    if a_vec:
+        a = sh.expand_dims(a, -2)
+    if b_vec:
+        b = sh.expand_dims(b, -1)
+    out, d = batch_broadcasting(prim, (a, b), [None if d is None else 0 for d in dims])
+    if b_vec:
+        out = sh.squeeze(out, -1)
+    if a_vec:       # its unit axis is the last one once b's is gone
+        out = sh.squeeze(out, -1 if b_vec else -2)
+    return out, d
+
+
 matmul_p = Primitive("matmul", lambda xp, a, b: xp.matmul(a, b), _matmul_aval,
-                     vjp=(_matmul_da, _matmul_db), jvp=_matmul_jvp, backend_fn=True,
-                     takes_out=True)
+                     vjp=(_matmul_da, _matmul_db), jvp=_matmul_jvp, batch=_batch_matmul,
+                     backend_fn=True, takes_out=True)
 
 
 def matmul(a, b):

@@ -7,8 +7,8 @@ primitives receive it normalised to a sorted tuple of non-negative axes.
 import numpy as np
 
 from ..core import Primitive, ShapedArray, bind, size_of
-from ._base import (bind_reduction, keep_axes, ones_like, reduction_aval, sum,  # noqa: F401
-                    sum_dtype, sum_p, sum_to_shape)
+from ._base import (batch_reduction, bind_reduction, keep_axes, moveaxis0,  # noqa: F401
+                    ones_like, reduction_aval, sum, sum_dtype, sum_p, sum_to_shape)
 from ._rules import normalize_axis, ndim_of, shape_of, dtype_of
 from . import elementwise as ew, shape as sh
 
@@ -62,7 +62,7 @@ def _weighted_jvp(rule):
 
 prod_p = Primitive(
     "prod", lambda xp, x, axis, keepdims: xp.prod(x, axis=axis, keepdims=keepdims),
-    reduction_aval("prod", sum_dtype), vjp=(_prod_rule,), jvp=_weighted_jvp(_prod_rule),
+    reduction_aval("prod", sum_dtype), vjp=(_prod_rule,), jvp=_weighted_jvp(_prod_rule), batch=batch_reduction,
     backend_fn=True, takes_out=True, reduce_ufunc="multiply")
 
 
@@ -76,19 +76,32 @@ def _extremum_rule(g, out, x, axis, keepdims):
 
 max_p = Primitive("max", lambda xp, x, axis, keepdims: xp.max(x, axis=axis, keepdims=keepdims),
                   reduction_aval("max", np.dtype, needs_elements=True), vjp=(_extremum_rule,),
-                  jvp=_weighted_jvp(_extremum_rule),
+                  jvp=_weighted_jvp(_extremum_rule), batch=batch_reduction,
                   backend_fn=True, takes_out=True, reduce_ufunc="maximum")
 min_p = Primitive("min", lambda xp, x, axis, keepdims: xp.min(x, axis=axis, keepdims=keepdims),
                   reduction_aval("min", np.dtype, needs_elements=True), vjp=(_extremum_rule,),
-                  jvp=_weighted_jvp(_extremum_rule),
+                  jvp=_weighted_jvp(_extremum_rule), batch=batch_reduction,
                   backend_fn=True, takes_out=True, reduce_ufunc="minimum")
+def _batch_arg_extremum(prim, vals, dims, axis, keepdims):
+    """argmax/argmin of each example: over its one axis, or over all of it
+    flattened (axis None), as NumPy."""
+    x = moveaxis0(vals[0], dims[0])
+    if axis is not None:
+        return bind(prim, (x,), {"axis": (axis[0] + 1,), "keepdims": keepdims}), 0
+    shape = shape_of(x)
+    flat = bind(prim, (sh.reshape(x, (shape[0], -1)),), {"axis": (1,), "keepdims": False})
+    return (sh.reshape(flat, shape[:1] + (1,) * (len(shape) - 1)) if keepdims else flat), 0
+
+
 # argmax/argmin take one axis (or None), as NumPy's do
 argmax_p = Primitive("argmax", lambda xp, x, axis, keepdims: xp.argmax(
                          x, axis=None if axis is None else axis[0], keepdims=keepdims),
-                     reduction_aval("argmax", lambda _: np.dtype(np.intp), True))
+                     reduction_aval("argmax", lambda _: np.dtype(np.intp), True),
+                     batch=_batch_arg_extremum)
 argmin_p = Primitive("argmin", lambda xp, x, axis, keepdims: xp.argmin(
                          x, axis=None if axis is None else axis[0], keepdims=keepdims),
-                     reduction_aval("argmin", lambda _: np.dtype(np.intp), True))
+                     reduction_aval("argmin", lambda _: np.dtype(np.intp), True),
+                     batch=_batch_arg_extremum)
 
 
 def prod(x, axis=None, keepdims=False):
@@ -100,7 +113,9 @@ cumsum_p = Primitive(
     "cumsum", lambda xp, x, axis: xp.cumsum(x, axis=axis),
     lambda x, axis: ShapedArray(shape_of(x), sum_dtype(dtype_of(x))),
     # each entry feeds the sums from it to the end: reversed cumsum of g
-    vjp=(lambda g, out, x, axis: sh.flip(cumsum(sh.flip(g, axis), axis), axis),), linear=True)
+    vjp=(lambda g, out, x, axis: sh.flip(cumsum(sh.flip(g, axis), axis), axis),), linear=True,
+    batch=lambda prim, vals, dims, axis: (
+        bind(prim, (moveaxis0(vals[0], dims[0]),), {"axis": axis + 1}), 0))
 
 
 def cumsum(x, axis=None):

@@ -1,5 +1,5 @@
-"""Shape primitives: transpose, getitem (and its transpose scatter_add),
-concatenate, pad (reshape and broadcast_to are in _base); squeeze, expand_dims, stack,
+"""Shape primitives: getitem (and its transpose scatter_add), concatenate,
+pad (reshape, broadcast_to and transpose are in _base); squeeze, expand_dims, stack,
 swapaxes, ravel, flip, roll, split, take, diagonal, triu and tril are built
 on them."""
 from typing import NamedTuple
@@ -8,32 +8,11 @@ import numpy as np
 
 from .. import backend
 from ..core import Primitive, ShapedArray, Tracer, bind
-from ._base import (same_dtype, broadcast_to, broadcast_to_p, reshape,  # noqa: F401
-                    reshape_p, sum_to_shape, zeros_like)
+from ._base import (all_batched, same_dtype, batch_size, broadcast_to,  # noqa: F401
+                    broadcast_to_p, moveaxis0, reshape, reshape_p, sum_to_shape, transpose,
+                    transpose_p, with_batch, zeros_like)
 from ._rules import dtype_of, ndim_of, normalize_axis, shape_of
 from . import elementwise as ew
-
-
-def _compose_axes(inner, outer):
-    return {"axes": tuple(inner["axes"][a] for a in outer["axes"])}
-
-
-transpose_p = Primitive("transpose", lambda xp, x, axes: xp.transpose(x, axes),
-                        same_dtype(lambda s, axes: tuple(s[a] for a in axes)),
-                        vjp=(lambda g, out, x, axes: transpose(g, tuple(np.argsort(axes))),),
-                        linear=True, method="axes", view=True, compose=_compose_axes,
-                        is_identity=lambda x, axes: axes == tuple(range(len(axes))))
-
-
-def transpose(x, axes=None):
-    n = ndim_of(x)
-    axes = tuple(range(n))[::-1] if axes is None else tuple(int(a) % n for a in axes)
-    if sorted(axes) != list(range(n)):
-        raise ValueError(f"gnp.transpose: axes {axes} are not a permutation of "
-                         f"the {n} axes of an array of shape {shape_of(x)}")
-    if axes == tuple(range(n)):
-        return x
-    return bind(transpose_p, (x,), {"axes": axes})
 
 
 def swapaxes(x, a, b):
@@ -141,16 +120,83 @@ def _scatter_add_impl(xp, g, *arrays, spec, shape):
     return z
 
 
+# ---- batching of indexing -----------------------------------------------------
+# An example's index arrays become a batch's by prepending an index array
+# arange(B) for the batch axis (each index array gets the batch axis first,
+# padded to one rank).  NumPy then puts the broadcast index dimensions first,
+# then the other result dimensions in order: (B, *bshape, *rest).  One
+# example's result has the broadcast dimensions in place instead when its
+# advanced indices (arrays, and ints beside them) are consecutive: then the
+# dimensions before them move back in front of the broadcast ones.
+FULL = Slice(None, None, None)
+
+
+def _layout(spec, x_ndim, index_ndim):
+    """(permutation of the batched result into the batch's layout, B first)."""
+    adv = [i for i, s in enumerate(spec) if s is ARRAY or type(s) is int]
+    consecutive = adv == list(range(adv[0], adv[-1] + 1))
+    consumed = sum(1 for s in spec if s is ARRAY or type(s) is int or isinstance(s, Slice))
+    pre = sum(x_ndim - consumed if s is Ellipsis else 1 for s in spec[:adv[0]])
+    if not consecutive or pre == 0:
+        return None
+    nb = index_ndim
+    return (0,) + tuple(range(1 + nb, 1 + nb + pre)) + tuple(range(1, 1 + nb))
+
+
+def _batched_index(spec, vals, dims, size):
+    """The batch's spec and index arrays (arange(B) first), and the index rank."""
+    arrays, adims = vals[1:], dims[1:]
+    rank = max(len(shape_of(a)) - (d is not None) for a, d in zip(arrays, adims))
+    idx = []
+    for a, d in zip(arrays, adims):
+        if d is not None:
+            a = moveaxis0(a, d)
+            s = shape_of(a)
+            a = reshape(a, s[:1] + (1,) * (rank + 1 - len(s)) + s[1:])
+        idx.append(a)
+    ar = reshape(backend.current().xp.arange(size), (size,) + (1,) * rank)
+    return (ARRAY,) + spec, [ar] + idx, rank
+
+
+def _full_perm(perm, n):
+    return perm + tuple(range(len(perm), n))
+
+
+def _batch_getitem(prim, vals, dims, spec):
+    size = batch_size(vals, dims)
+    x = with_batch(vals[0], dims[0], size)
+    if ARRAY not in spec:       # basic indexing: the batch axis is one more slice
+        return bind(prim, (x,), {"spec": (FULL,) + spec}), 0
+    bspec, idx, rank = _batched_index(spec, vals, dims, size)
+    out = bind(prim, (x, *idx), {"spec": bspec})
+    perm = _layout(spec, len(shape_of(x)) - 1, rank)
+    return (transpose(out, _full_perm(perm, len(shape_of(out)))) if perm else out), 0
+
+
+def _batch_scatter_add(prim, vals, dims, spec, shape):
+    size = batch_size(vals, dims)
+    g = with_batch(vals[0], dims[0], size)
+    out_shape = (size,) + tuple(shape)
+    if ARRAY not in spec:
+        return bind(prim, (g,), {"spec": (FULL,) + spec, "shape": out_shape}), 0
+    bspec, idx, rank = _batched_index(spec, vals, dims, size)
+    perm = _layout(spec, len(shape), rank)
+    if perm:        # into the layout the batched getitem gives
+        g = transpose(g, tuple(np.argsort(_full_perm(perm, len(shape_of(g))))))
+    return bind(prim, (g, *idx), {"spec": bspec, "shape": out_shape}), 0
+
+
 getitem_p = Primitive(
     "getitem", lambda xp, x, *arrays, spec: x[_index(spec, arrays)], _getitem_aval,
     vjp=(lambda g, out, x, *arrays, spec:
          bind(scatter_add_p, (g, *arrays), {"spec": spec, "shape": shape_of(x)}),),
-    linear=True, view=lambda x, *arrays, spec: not arrays)     # basic indexing gives a view
+    linear=True, batch=_batch_getitem, view=lambda x, *arrays, spec: not arrays)     # basic indexing gives a view
 scatter_add_p = Primitive(
     "scatter_add", _scatter_add_impl,
     lambda g, *arrays, spec, shape: ShapedArray(shape, g.dtype),
     vjp=(lambda g, out, _, *arrays, spec, shape:
-         bind(getitem_p, (g, *arrays), {"spec": spec}),), linear=True)
+         bind(getitem_p, (g, *arrays), {"spec": spec}),), linear=True,
+    batch=_batch_scatter_add)
 
 
 def getitem(x, index):
@@ -187,7 +233,8 @@ def _concatenate_jvp(tangents, out, *xs, axis):
 
 concatenate_p = Primitive("concatenate", lambda xp, *xs, axis: xp.concatenate(xs, axis=axis),
                           _concatenate_aval, vjp_variadic=_concatenate_vjp,
-                          jvp=_concatenate_jvp)
+                          jvp=_concatenate_jvp, batch=lambda prim, vals, dims, axis: (
+                              bind(prim, all_batched(vals, dims), {"axis": axis + 1}), 0))
 
 
 def concatenate(arrays, axis=0):
@@ -262,7 +309,10 @@ pad_p = Primitive(
         g, tuple(slice(b, b + d) for d, (b, _) in zip(shape_of(x), pad_width))),),
     # the fill value is a constant: the tangent is padded with zeros
     jvp=lambda ts, out, x, pad_width, constant_values: bind(
-        pad_p, (ts[0],), {"pad_width": pad_width, "constant_values": 0}))
+        pad_p, (ts[0],), {"pad_width": pad_width, "constant_values": 0}),
+    batch=lambda prim, vals, dims, pad_width, constant_values: (bind(
+        prim, (moveaxis0(vals[0], dims[0]),),
+        {"pad_width": ((0, 0),) + pad_width, "constant_values": constant_values}), 0))
 
 
 def pad(array, pad_width, mode="constant", constant_values=0):

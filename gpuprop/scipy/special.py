@@ -7,6 +7,7 @@ import numpy as np
 
 from ..core import Primitive, ShapedArray, bind
 from ..numpy import elementwise as ew, reductions as red
+from ..numpy._base import batch_elementwise
 from ..numpy._rules import broadcast_shapes, dtype_of, ndim_of, normalize_axis, shape_of
 from ..numpy.composites import _stable_max, logsumexp as _gnp_logsumexp
 from ..numpy.shape import broadcast_to, squeeze
@@ -42,7 +43,7 @@ def _float_aval(*avals, **params):
 
 def _prim(name, vjp):
     return Primitive(f"special.{name}", lambda xp, x: _backend_special(xp, name)(x),
-                     _float_aval, vjp=(vjp,))
+                     _float_aval, vjp=(vjp,), batch=batch_elementwise)
 
 
 def _gaussian(x):
@@ -72,7 +73,8 @@ def _polygamma_impl(xp, x, n):
 # polygamma(n, x), the n-th derivative of digamma: the chain of derivatives
 # of gammaln at every order
 _polygamma_p = Primitive("special.polygamma", _polygamma_impl, _float_aval,
-                         vjp=(lambda g, out, x, n: ew.multiply(g, _polygamma(n + 1, x)),))
+                         vjp=(lambda g, out, x, n: ew.multiply(g, _polygamma(n + 1, x)),),
+                         batch=batch_elementwise)
 
 
 def _polygamma(n, x):
