@@ -16,7 +16,8 @@ WORKLOADS = {
     "chain": "chain of 100 elementwise ops (multiply, add, tanh) on f32[4]: value and gradient",
     "train": "MLP train step: forward, softmax cross-entropy, backward, SGD update",
     "grad": "MLP loss and gradients (no update)",
-    "hvp": "Hessian-vector product of the small MLP's loss (grad of grad)",
+    "jvp": "directional derivative of the MLP's loss along a tangent of all its parameters",
+    "hvp": "Hessian-vector product of the small MLP's loss: grad of grad, and jvp of grad",
     "memory": "peak memory of one training step, each library in its own process",
     "epoch": "one Fashion-MNIST epoch, 784-256-256-10, batch 128 (CPU time)",
 }
@@ -43,6 +44,7 @@ ALL_VARIANTS = {**VARIANTS, **VARIANTS_GPU}
 REFERENCE_ROWS = {"matmuls-only": "the step's matrix products alone, on the baseline's namespace"}
 BASELINE = {"cpu": "numpy", "cuda": "cupy"}
 PEER_LIBS = ("torch", "jax", "autograd")
+FORWARD_MODE_LIBS = ("numpy", "gpuprop", "jax")     # what a forward-mode case runs
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,11 @@ class Case:
     sizes: tuple = ()
     batch: int = 0
     extra: dict = field(default_factory=dict, hash=False, compare=False)
+
+    def runs(self, lib):
+        """Whether this case runs the library's variants (forward-mode cases: only
+        FORWARD_MODE_LIBS)."""
+        return lib in self.extra.get("libs", (lib,))
 
 
 def mlp_label(size):
@@ -70,8 +77,16 @@ def cases(workloads, quick):
             out.append(Case("chain", w, f"chain {CHAIN_LENGTH} ops fwd+bwd f32{list(CHAIN_SHAPE)}"))
         elif w in ("train", "grad"):
             out += [Case(f"{w}/{s}", w, f"{w} {mlp_label(s)}", *SIZES[s]) for s in mlp_sizes]
+        elif w == "jvp":
+            size = "small" if quick else "medium"
+            out.append(Case(f"jvp/{size}", w, f"jvp {mlp_label(size)}", *SIZES[size],
+                            extra={"libs": FORWARD_MODE_LIBS}))
         elif w == "hvp":
-            out.append(Case("hvp/small", w, f"hvp {mlp_label('small')}", *SIZES["small"]))
+            out.append(Case("hvp/small", w, f"hvp grad(grad) {mlp_label('small')}",
+                            *SIZES["small"]))
+            out.append(Case("hvp-fwdrev/small", w, f"hvp jvp(grad) {mlp_label('small')}",
+                            *SIZES["small"],
+                            extra={"libs": FORWARD_MODE_LIBS, "forward_over_reverse": True}))
         elif w == "memory":
             out.append(Case(f"memory/{mem_size}", w, f"peak mem {mlp_label(mem_size)}",
                             *SIZES[mem_size]))
@@ -95,7 +110,10 @@ GOALS = {
     ("train/medium", "gpuprop-jit"): 0.95,
     ("train/small", "gpuprop-jit"): 0.8,
     ("train/large", "gpuprop-jit"): 1.0,
+    ("jvp/medium", "gpuprop-eager"): 1.3,
+    ("jvp/medium", "gpuprop-jit"): 1.0,
     ("hvp/small", "gpuprop-jit"): 0.75,
+    ("hvp-fwdrev/small", "gpuprop-jit"): 0.7,
     ("memory/large", "gpuprop-eager"): 1.2,
     ("memory/large", "gpuprop-jit"): 1.2,
     ("epoch", "gpuprop-eager"): 1.1,

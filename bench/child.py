@@ -67,6 +67,7 @@ def leaf_names(case):
     layers = [f"{p}{i + 1}" for i in range(len(case.sizes) - 1) for p in "Wb"]
     return {"chain": ["value", "gradient"],
             "grad": ["loss"] + [f"d{p}" for p in layers],
+            "jvp": ["loss", "tangent of the loss"],
             "hvp": [f"(Hv) of {p}" for p in layers]}.get(
                 case.workload, ["loss"] + [f"{p} after one step" for p in layers])
 
@@ -93,7 +94,7 @@ class Inputs:
         else:
             self.params = data.init_mlp(sizes)
             self.x, self.y = data.batch(sizes, nb)
-            if case.workload == "hvp":
+            if case.workload in ("jvp", "hvp"):
                 self.v = data.direction(self.params)
 
     def reference(self):
@@ -103,6 +104,8 @@ class Inputs:
             return hw.chain_value_and_grad(np, self.x, CHAIN_LENGTH)
         if w == "grad":
             return hw.loss_and_grads(np, self.params, self.x, self.y)
+        if w == "jvp":
+            return hw.jvp(np, self.params, self.x, self.y, self.v)
         if w == "hvp":
             return hw.hvp(np, self.params, self.x, self.y, self.v)
         params = [tuple(a.copy() for a in layer) for layer in self.params]
@@ -117,8 +120,9 @@ def build(impl, inputs):
         fn = impl.chain(inputs.x)
     elif w == "grad":
         fn = impl.grad(inputs.params, inputs.x, inputs.y)
-    elif w == "hvp":
-        fn = impl.hvp(inputs.params, inputs.v, inputs.x, inputs.y)
+    elif w in ("jvp", "hvp"):
+        name = "hvp_fwdrev" if inputs.case.extra.get("forward_over_reverse") else w
+        fn = getattr(impl, name)(inputs.params, inputs.v, inputs.x, inputs.y)
     else:
         fn = impl.train(inputs.params, inputs.x, inputs.y)
     return fn

@@ -10,6 +10,9 @@ softmax cross-entropy against one-hot labels `y`:
     J = -(1/B) sum(y * log_softmax(logits))
 
 The update is plain SGD done in place, W <- W - lr dW, as a textbook does.
+Forward mode is written out the same way: each quantity's tangent along a
+direction v (shaped like params) is computed beside it (`jvp`), and the
+R-operator runs it over the backward pass too (`hvp`).
 """
 
 # The elementwise chain: op i is CHAIN_OPS[i % 3], with these constants.
@@ -63,21 +66,42 @@ def train_step(xp, params, x, y, lr):
     return loss
 
 
+def forward_and_tangents(xp, params, x, v):
+    """The forward pass and, beside it, the tangent of every quantity along v
+    (a list of (VW, Vb) like params; x has none): the inputs of every layer
+    [h_0 = x, h_1, ...], their tangents [None, dh_1, ...], the logits and
+    theirs.  Layer by layer: z = h W + b, dz = h VW + Vb + dh W (no dh at the
+    first layer), h' = tanh(z), dh' = (1 - h'^2) dz."""
+    hs, dhs = [x], [None]
+    for i, ((W, b), (VW, Vb)) in enumerate(zip(params, v)):
+        z = hs[-1] @ W + b
+        dz = hs[-1] @ VW + Vb
+        if i:
+            dz = dz + dhs[-1] @ W
+        if i == len(params) - 1:
+            return hs, dhs, z, dz
+        hs.append(xp.tanh(z))
+        dhs.append((1 - hs[-1] * hs[-1]) * dz)
+
+
+def jvp(xp, params, x, y, v):
+    """(loss, its directional derivative along v): forward mode by hand.  The
+    tangent of -(1/B) sum(y * (logits - logsumexp(logits))) is
+    -(1/B) sum(y * (dlogits - sum_k p_k dlogits_k)), p the softmax."""
+    _, _, logits, dlogits = forward_and_tangents(xp, params, x, v)
+    loss, p = softmax_xent(xp, logits, y)
+    dlse = (p * dlogits).sum(axis=1, keepdims=True)
+    return loss, -(y * (dlogits - dlse)).sum() / x.shape[0]
+
+
 def hvp(xp, params, x, y, v):
     """Hessian of the loss times v (a list of (VW, Vb) like params), by
     Pearlmutter's R-operator: the forward and backward passes once more,
-    each quantity q replaced by its directional derivative R{q} along v."""
-    hs, logits = forward(xp, params, x)
+    each quantity q replaced by its directional derivative R{q} along v
+    (forward mode over the backward pass)."""
+    hs, rhs, logits, rlogits = forward_and_tangents(xp, params, x, v)
     _, p = softmax_xent(xp, logits, y)
     n = len(params)
-    rhs = [None]                                 # R{h_i}; R{x} = 0
-    for i, ((W, _), (VW, Vb)) in enumerate(zip(params, v)):
-        rz = hs[i] @ VW + Vb
-        if i:
-            rz = rz + rhs[i] @ W
-        if i < n - 1:
-            rhs.append((1 - hs[i + 1] * hs[i + 1]) * rz)
-    rlogits = rz
     d = (p - y) / x.shape[0]
     rd = p * (rlogits - (p * rlogits).sum(axis=1, keepdims=True)) / x.shape[0]
     out = [None] * n

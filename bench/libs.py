@@ -10,7 +10,9 @@ An `Impl` turns host data into zero-argument callables the clocks can run:
   chain(x)                  -> value, gradient
   grad(params, x, y)        -> loss, grads
   train(params, x, y)       -> loss, new params   (one SGD step, a `Step`)
-  hvp(params, v, x, y)      -> Hessian times v
+  jvp(params, v, x, y)      -> loss, its directional derivative along v (forward mode)
+  hvp(params, v, x, y)      -> Hessian times v, as grad of grad
+  hvp_fwdrev(params, v, x, y) -> Hessian times v, as jvp of grad (forward over reverse)
   epoch(params, batches)    -> mean loss over the epoch, params (`limit` batches for warm-up)
 """
 import functools
@@ -136,20 +138,27 @@ class Handwritten(Impl):
                     lambda: state[0], lambda: state.__setitem__(0, self.put_tree(params)),
                     self.put(x), self.put(y))
 
+    def jvp(self, params, v, x, y):
+        p, v, x, y = self.put_tree(params), self.put_tree(v), self.put(x), self.put(y)
+        return lambda: hw.jvp(self.xp, p, x, y, v)
+
     def hvp(self, params, v, x, y):
         p, v, x, y = self.put_tree(params), self.put_tree(v), self.put(x), self.put(y)
         return lambda: hw.hvp(self.xp, p, x, y, v)
+
+    hvp_fwdrev = hvp        # the R-operator is forward mode over the backward pass already
 
 
 # ---- gpuprop, JAX, autograd: one functional implementation --------------------
 class Functional(Impl):
     """Pure functions of a params pytree, differentiated by the library's
-    value_and_grad / grad; `jit` (None for none) stages whole functions."""
+    value_and_grad / grad / jvp (None where it has no forward mode); `jit`
+    (None for none) stages whole functions."""
 
     def __init__(self, variant, ops, value_and_grad, grad, put, host, block=lambda out: None,
-                 jit=None, jit_kwargs=None):
+                 jit=None, jit_kwargs=None, jvp=None):
         super().__init__(variant, put, host, block)
-        self.ops, self.value_and_grad, self.grad_ = ops, value_and_grad, grad
+        self.ops, self.value_and_grad, self.grad_, self.jvp_ = ops, value_and_grad, grad, jvp
         self._jit, self.jit_kwargs = jit, jit_kwargs or {}
 
     def jit(self, f, **kw):
@@ -184,15 +193,31 @@ class Functional(Impl):
         return Step(on, lambda: state[0], lambda: state.__setitem__(0, self.put_tree(params)),
                     self.put(x), self.put(y))
 
+    def _along(self, fn, params, v, x, y):
+        """fn(params, v, x, y), jitted, on the case's data."""
+        f = self.jit(fn)
+        p, v, x, y = self.put_tree(params), self.put_tree(v), self.put(x), self.put(y)
+        return lambda: f(p, v, x, y)
+
+    def jvp(self, params, v, x, y):
+        def jvp(params, v, x, y):
+            return self.jvp_(lambda p: self.loss(p, x, y), (params,), (v,))
+        return self._along(jvp, params, v, x, y)
+
     def hvp(self, params, v, x, y):
         g = self.grad_(self.loss)
         ops = self.ops
 
         def hvp(params, v, x, y):
             return self.grad_(lambda p: vdot(ops, g(p, x, y), v))(params)
-        f = self.jit(hvp)
-        p, v, x, y = self.put_tree(params), self.put_tree(v), self.put(x), self.put(y)
-        return lambda: f(p, v, x, y)
+        return self._along(hvp, params, v, x, y)
+
+    def hvp_fwdrev(self, params, v, x, y):
+        g = self.grad_(self.loss)
+
+        def hvp(params, v, x, y):
+            return self.jvp_(lambda p: g(p, x, y), (params,), (v,))[1]
+        return self._along(hvp, params, v, x, y)
 
 
 def gpuprop_graph_option(gp):
@@ -212,7 +237,7 @@ def gpuprop_impls(device):
     import gpuprop.numpy as gnp
     ops = Ops(tanh=gnp.tanh, sum=gnp.sum, log_softmax=gnp.log_softmax)
     block = _cupy_block if device == "cuda" else (lambda out: None)
-    common = dict(ops=ops, value_and_grad=gp.value_and_grad, grad=gp.grad,
+    common = dict(ops=ops, value_and_grad=gp.value_and_grad, grad=gp.grad, jvp=gp.jvp,
                   put=gp.asarray, host=gp.to_numpy, block=block)
     graph = gpuprop_graph_option(gp) if device == "cuda" else None
     impls = {"gpuprop-eager": Functional("gpuprop-eager", **common),
@@ -238,7 +263,7 @@ def jax_impls(device):
                               f"{jax.default_backend()!r}): install jax[cuda12]")
         jax.config.update("jax_default_matmul_precision", "highest")  # float32, no TF32
     ops = Ops(tanh=jnp.tanh, sum=jnp.sum, log_softmax=jax.nn.log_softmax)
-    common = dict(ops=ops, value_and_grad=jax.value_and_grad, grad=jax.grad,
+    common = dict(ops=ops, value_and_grad=jax.value_and_grad, grad=jax.grad, jvp=jax.jvp,
                   put=jax.device_put, host=np.asarray, block=jax.block_until_ready)
     impls = {"jax-jit": Functional("jax-jit", jit=jax.jit, **common)}
     if device == "cpu":

@@ -1,4 +1,5 @@
-"""bench/: the smoke run prints a table with a ratio; gpu_check.sh parses."""
+"""bench/: the smoke run prints a table with a ratio; gpu_check.sh parses; the
+hand-written forward-mode baselines agree with finite differences."""
 import functools
 import os
 import re
@@ -7,7 +8,10 @@ import subprocess
 import sys
 import tempfile
 
+import numpy as np
 import pytest
+
+from bench import data, handwritten as hw
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -46,3 +50,30 @@ def test_gpu_check_script_parses():
     script = os.path.join(ROOT, "bench", "gpu_check.sh")
     proc = subprocess.run([bash, "-n", script], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def float64_case(sizes=(7, 5, 4, 3), batch=6):
+    params = [tuple(a.astype(np.float64) for a in layer) for layer in data.init_mlp(sizes)]
+    x, y = (a.astype(np.float64) for a in data.batch(sizes, batch))
+    v = [tuple(a.astype(np.float64) for a in layer) for layer in data.direction(params)]
+    return params, x, y, v
+
+
+def along(params, v, eps):
+    return [tuple(a + eps * t for a, t in zip(la, lv)) for la, lv in zip(params, v)]
+
+
+def test_handwritten_jvp_and_hvp_match_central_differences():
+    """The baselines the bench checks every library against, in float64: the
+    tangent of the loss and the HVP against central differences along v of
+    the loss and of the hand-written gradient."""
+    params, x, y, v = float64_case()
+    eps = 1e-5
+    (lp, gplus), (lm, gminus) = (hw.loss_and_grads(np, along(params, v, s * eps), x, y)
+                           for s in (1, -1))
+    loss, tangent = hw.jvp(np, params, x, y, v)
+    assert loss == pytest.approx(hw.loss_and_grads(np, params, x, y)[0], rel=1e-12)
+    assert tangent == pytest.approx((lp - lm) / (2 * eps), rel=1e-7)
+    for got, plus, minus in zip(hw.hvp(np, params, x, y, v), gplus, gminus):
+        for g, p, m in zip(got, plus, minus):
+            np.testing.assert_allclose(g, (p - m) / (2 * eps), rtol=1e-6, atol=1e-9)
