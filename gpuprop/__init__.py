@@ -9,7 +9,8 @@ from .core import (UnexpectedTracerError, ShapedArray, NaNError, debug_nans,
                    TracerControlFlowError)
 from .tree import (tree_flatten, tree_unflatten, tree_map, tree_leaves,
                    tree_structure, register_pytree_node, register_pytree_node_class)
-from .autodiff import grad, value_and_grad, vjp, jacobian, jacrev, custom_vjp
+from .autodiff import (grad, value_and_grad, vjp, jacobian, jacrev, custom_vjp, checkpoint,
+                       remat)
 from .forward import jvp, jacfwd, hessian, custom_jvp, float0
 from .batching import vmap
 from .devices import asarray, to_numpy, device_put

@@ -9,6 +9,7 @@ the rules bind primitives too, so an enclosing transform records the backward
 pass: that is grad(grad(f)).
 """
 import functools
+import itertools
 
 import numpy as np
 
@@ -117,10 +118,37 @@ class ReverseTrace(Trace):
             return tuple(out)
         return self.process_custom_vjp(fun, fwd, bwd, tracers)
 
+    def process_checkpoint(self, fun, tracers):
+        """fun's value without recording its operations; the backward pass runs
+        fun again (from its inputs, behind a barrier that keeps a staged
+        program from merging the two runs) and differentiates that."""
+        token = next(_remat_tokens)
+
+        def fwd(*xs):
+            return fun(*xs), xs
+
+        def bwd(xs, g):
+            pos = [i for i, x in enumerate(xs) if _inexact(x)]
+
+            def again(*ys):
+                full = list(xs)
+                for i, y in zip(pos, ys):
+                    full[i] = ew.remat_barrier(y, token)
+                return fun(*full)
+            cts = vjp(again, *[xs[i] for i in pos])[1](g)
+            out = [None] * len(xs)
+            for i, c in zip(pos, cts):
+                out[i] = c
+            return tuple(out)
+        return self.process_custom_vjp(fun, fwd, bwd, tracers)
+
     @staticmethod
     def concrete(tracer, why):
         p = tracer.primal
         return p._concrete(why) if isinstance(p, Tracer) else p
+
+
+_remat_tokens = itertools.count()
 
 
 class _CustomRule:
@@ -423,3 +451,39 @@ class custom_vjp:
         trace = top.trace
         return trace.process_custom_vjp(self.fun, self.fwd, self.bwd,
                                         [trace.full_raise(a) for a in args])
+
+
+def checkpoint(f, *, static_argnums=()):
+    """f with the same values and derivatives, whose reverse-mode derivative
+    keeps only f's inputs and recomputes f's intermediates in the backward
+    pass (jax.checkpoint, alias remat): memory for compute, e.g. around each
+    layer of a deep network.  f returns one array; static_argnums name
+    arguments passed through untraced (Python values)."""
+    static = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
+    name = getattr(f, "__name__", "f")
+
+    def wrapped(*args):
+        n = len(args)
+        fixed = {i % n: args[i % n] for i in static}
+        dyn = tuple(a for i, a in enumerate(args) if i not in fixed)
+        leaves, tree = tree_flatten(dyn)
+
+        def flat(*xs):
+            it = iter(tree_unflatten(tree, list(xs)))
+            out = f(*[fixed[i] if i in fixed else next(it) for i in range(n)])
+            if not hasattr(out, "shape"):
+                raise TypeError(f"checkpoint({name}): the function must return one array, "
+                                f"got {type(out).__name__}; checkpoint the computation of "
+                                f"each output separately")
+            return out
+        top = core.top_main(leaves)
+        if top is None:
+            return flat(*leaves)
+        trace = top.trace
+        return trace.process_checkpoint(flat, [trace.full_raise(x) for x in leaves])
+
+    wrapped.__name__ = f"checkpoint({name})"
+    return wrapped
+
+
+remat = checkpoint

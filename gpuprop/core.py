@@ -244,6 +244,9 @@ class Trace:
     def process_custom_jvp(self, fun, jvp, tracers):
         return fun(*tracers)
 
+    def process_checkpoint(self, fun, tracers):
+        return fun(*tracers)
+
     @staticmethod
     def concrete(tracer, why):
         raise NotImplementedError
@@ -279,6 +282,10 @@ def new_main(trace_type, data=None):
     finally:
         mains.pop()
         main.alive = False
+        # a trace refers to its main: dropping the way back breaks the cycle,
+        # so what the level holds (a tape, saved values) is freed as soon as
+        # nothing uses it, not at the next garbage collection
+        main.trace = None
 
 
 def tracing():

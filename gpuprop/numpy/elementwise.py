@@ -192,6 +192,10 @@ def _astype_impl(xp, x, dtype):
 # of astype is the identity.
 astype_p = _prim("astype", _astype_impl, lambda g, out, x, dtype: g)
 stop_gradient_p = _prim("stop_gradient", lambda xp, x: x, view=True)   # no rule: constant
+# x itself; its `token` (one per rematerialised call) keeps CSE from merging
+# a recomputation with the computation it repeats
+remat_barrier_p = _prim("remat_barrier", lambda xp, x, token: x, lambda g, out, x, token: g,
+                        view=True)
 
 # ---- comparisons and logic (not differentiable; bool out) -------------------
 greater_p = _prim("greater", None)
@@ -281,6 +285,10 @@ def clip(x, a_min=None, a_max=None):
 
 def astype(x, dtype):
     return bind(astype_p, (x,), {"dtype": np.dtype(dtype)})
+
+
+def remat_barrier(x, token):
+    return bind(remat_barrier_p, (x,), {"token": token})
 
 
 def stop_gradient(x):
