@@ -57,10 +57,13 @@ def axes_choices(ranks):
 
 
 # ---- elementwise: every primitive, by arity ----------------------------------------------
+PARAMS = {ew.astype_p: {"dtype": np.dtype(np.float32)}, ew.remat_barrier_p: {"token": 0}}
+
+
 def _arity(prim):
     for k in (1, 2, 3):
         try:
-            prim.abstract_eval(*[gp.ShapedArray((2,), np.float64)] * k)
+            prim.abstract_eval(*[gp.ShapedArray((2,), np.float64)] * k, **PARAMS.get(prim, {}))
             return k
         except (TypeError, ValueError):
             continue
@@ -80,8 +83,8 @@ def test_elementwise_primitive(prim):
     stacks = [examples(s, seed=i, lo=0.1) for i, s in enumerate(shapes)]
     if prim is ew.where_p:
         stacks[0] = stacks[0] > 0.5
-    f = lambda *xs: gp.core.bind(prim, xs, {"dtype": np.dtype(np.float32)}   # noqa: E731
-                                 if prim is ew.astype_p else {})
+    params = PARAMS.get(prim, {})
+    f = lambda *xs: gp.core.bind(prim, xs, params)      # noqa: E731
     with np.errstate(all="ignore"):
         for axes in axes_choices([len(s) for s in shapes]):
             assert_vmap_matches_loop(f, stacks, axes)
