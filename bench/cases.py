@@ -18,6 +18,7 @@ WORKLOADS = {
     "grad": "MLP loss and gradients (no update)",
     "jvp": "directional derivative of the MLP's loss along a tangent of all its parameters",
     "hvp": "Hessian-vector product of the small MLP's loss: grad of grad, and jvp of grad",
+    "perex": "per-example gradients of the MLP, vmap(grad(loss of one example))",
     "memory": "peak memory of one training step, each library in its own process",
     "epoch": "one Fashion-MNIST epoch, 784-256-256-10, batch 128 (CPU time)",
 }
@@ -27,6 +28,7 @@ VARIANTS = {
     "numpy": ("numpy", "hand-written NumPy backprop (the CPU baseline)"),
     "gpuprop-eager": ("gpuprop", "gpuprop value_and_grad, SGD by tree_map"),
     "gpuprop-jit": ("gpuprop", "gp.jit of the whole step"),
+    "gpuprop-loop": ("gpuprop", "gp.grad in a Python loop over the examples (perex only)"),
     "torch": ("torch", "PyTorch eager: torch.autograd.grad, in-place SGD"),
     "jax-jit": ("jax", "jax.jit of the whole step"),
     "jax-eager": ("jax", "JAX without jit"),
@@ -45,6 +47,8 @@ REFERENCE_ROWS = {"matmuls-only": "the step's matrix products alone, on the base
 BASELINE = {"cpu": "numpy", "cuda": "cupy"}
 PEER_LIBS = ("torch", "jax", "autograd")
 FORWARD_MODE_LIBS = ("numpy", "gpuprop", "jax")     # what a forward-mode case runs
+VMAP_LIBS = FORWARD_MODE_LIBS                       # and a per-example case: those with vmap
+OPT_IN_VARIANTS = ("gpuprop-loop",)     # run only in the cases that name them
 
 
 @dataclass(frozen=True)
@@ -56,10 +60,13 @@ class Case:
     batch: int = 0
     extra: dict = field(default_factory=dict, hash=False, compare=False)
 
-    def runs(self, lib):
-        """Whether this case runs the library's variants (forward-mode cases: only
-        FORWARD_MODE_LIBS)."""
-        return lib in self.extra.get("libs", (lib,))
+    def runs(self, variant):
+        """Whether this case runs the variant: forward-mode and per-example cases
+        only those of their libraries; an OPT_IN_VARIANTS one only where the
+        case names it in extra["variants"]."""
+        lib = ALL_VARIANTS[variant][0]
+        return lib in self.extra.get("libs", (lib,)) and (
+            variant not in OPT_IN_VARIANTS or variant in self.extra.get("variants", ()))
 
 
 def mlp_label(size):
@@ -87,6 +94,12 @@ def cases(workloads, quick):
             out.append(Case("hvp-fwdrev/small", w, f"hvp jvp(grad) {mlp_label('small')}",
                             *SIZES["small"],
                             extra={"libs": FORWARD_MODE_LIBS, "forward_over_reverse": True}))
+        elif w == "perex":
+            sizes = mlp_sizes[:2]       # the Python loop beside vmap at the larger one
+            out += [Case(f"perex/{s}", w, f"perex {mlp_label(s)}", *SIZES[s],
+                         extra={"libs": VMAP_LIBS,
+                                "variants": ("gpuprop-loop",) if s == sizes[-1] else ()})
+                    for s in sizes]
         elif w == "memory":
             out.append(Case(f"memory/{mem_size}", w, f"peak mem {mlp_label(mem_size)}",
                             *SIZES[mem_size]))
@@ -114,8 +127,15 @@ GOALS = {
     ("jvp/medium", "gpuprop-jit"): 1.0,
     ("hvp/small", "gpuprop-jit"): 0.75,
     ("hvp-fwdrev/small", "gpuprop-jit"): 0.7,
+    ("perex/small", "gpuprop-jit"): 1.1,
+    ("perex/medium", "gpuprop-jit"): 1.1,
     ("memory/large", "gpuprop-eager"): 1.2,
     ("memory/large", "gpuprop-jit"): 1.2,
     ("epoch", "gpuprop-eager"): 1.1,
     ("epoch", "gpuprop-jit"): 1.1,
+}
+# (case key, variant) -> (other variant, the least ratio of variant's median to
+# the other's that meets the goal): how much faster the other must be
+SPEEDUP_GOALS = {
+    ("perex/medium", "gpuprop-loop"): ("gpuprop-eager", 10.0),
 }

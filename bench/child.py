@@ -68,7 +68,8 @@ def leaf_names(case):
     return {"chain": ["value", "gradient"],
             "grad": ["loss"] + [f"d{p}" for p in layers],
             "jvp": ["loss", "tangent of the loss"],
-            "hvp": [f"(Hv) of {p}" for p in layers]}.get(
+            "hvp": [f"(Hv) of {p}" for p in layers],
+            "perex": [f"per-example d{p}" for p in layers]}.get(
                 case.workload, ["loss"] + [f"{p} after one step" for p in layers])
 
 
@@ -108,6 +109,8 @@ class Inputs:
             return hw.jvp(np, self.params, self.x, self.y, self.v)
         if w == "hvp":
             return hw.hvp(np, self.params, self.x, self.y, self.v)
+        if w == "perex":
+            return hw.per_example_grads(np, self.params, self.x, self.y)
         params = [tuple(a.copy() for a in layer) for layer in self.params]
         loss = hw.train_step(np, params, self.x, self.y, LR)
         return loss, params
@@ -120,6 +123,8 @@ def build(impl, inputs):
         fn = impl.chain(inputs.x)
     elif w == "grad":
         fn = impl.grad(inputs.params, inputs.x, inputs.y)
+    elif w == "perex":
+        fn = impl.perex(inputs.params, inputs.x, inputs.y)
     elif w in ("jvp", "hvp"):
         name = "hvp_fwdrev" if inputs.case.extra.get("forward_over_reverse") else w
         fn = getattr(impl, name)(inputs.params, inputs.v, inputs.x, inputs.y)

@@ -12,7 +12,9 @@ softmax cross-entropy against one-hot labels `y`:
 The update is plain SGD done in place, W <- W - lr dW, as a textbook does.
 Forward mode is written out the same way: each quantity's tangent along a
 direction v (shaped like params) is computed beside it (`jvp`), and the
-R-operator runs it over the backward pass too (`hvp`).
+R-operator runs it over the backward pass too (`hvp`).  Per-example gradients
+(`per_example_grads`) are the same backward pass with each layer's gradient
+kept per example (outer products) instead of summed over the batch.
 """
 
 # The elementwise chain: op i is CHAIN_OPS[i % 3], with these constants.
@@ -39,17 +41,35 @@ def softmax_xent(xp, logits, y):
     return loss, e / s
 
 
+def backward(params, hs, d, layer_grads):
+    """[(dW, db), ...]: the chain rule, layer by layer, backwards from d, the
+    gradient at the logits; layer_grads(h, d) gives a layer's (dW, db) from
+    its input h and the gradient d at its output."""
+    grads = [None] * len(params)
+    for i in reversed(range(len(params))):
+        grads[i] = layer_grads(hs[i], d)
+        if i:                                    # through W_i, then tanh'
+            d = (d @ params[i][0].T) * (1 - hs[i] * hs[i])
+    return grads
+
+
 def loss_and_grads(xp, params, x, y):
-    """(loss, [(dW, db), ...]): the chain rule, layer by layer, backwards."""
+    """(loss, [(dW, db), ...]) of the mean loss over the batch."""
     hs, logits = forward(xp, params, x)
     loss, p = softmax_xent(xp, logits, y)
     d = (p - y) / x.shape[0]                     # dJ/dlogits
-    grads = [None] * len(params)
-    for i in reversed(range(len(params))):
-        grads[i] = (hs[i].T @ d, d.sum(axis=0))
-        if i:                                    # through W_i, then tanh'
-            d = (d @ params[i][0].T) * (1 - hs[i] * hs[i])
-    return loss, grads
+    return loss, backward(params, hs, d, lambda h, d: (h.T @ d, d.sum(axis=0)))
+
+
+def per_example_grads(xp, params, x, y):
+    """[(dW, db), ...], each f32[batch, *shape]: the gradient of every
+    example's own loss -sum(y_b * log_softmax(logits_b)), from one batched
+    forward and backward pass.  Example b's delta at a layer is row b of d,
+    so its dW is the outer product h_b d_b^T and its db is d_b."""
+    hs, logits = forward(xp, params, x)
+    _, p = softmax_xent(xp, logits, y)
+    return backward(params, hs, p - y,
+                    lambda h, d: (xp.einsum("bi,bj->bij", h, d), d))
 
 
 def sgd_(params, grads, lr):

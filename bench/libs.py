@@ -13,6 +13,8 @@ An `Impl` turns host data into zero-argument callables the clocks can run:
   jvp(params, v, x, y)      -> loss, its directional derivative along v (forward mode)
   hvp(params, v, x, y)      -> Hessian times v, as grad of grad
   hvp_fwdrev(params, v, x, y) -> Hessian times v, as jvp of grad (forward over reverse)
+  perex(params, x, y)       -> every example's gradient of its own loss, each leaf
+                               f32[batch, *param.shape] (vmap of grad)
   epoch(params, batches)    -> mean loss over the epoch, params (`limit` batches for warm-up)
 """
 import functools
@@ -27,12 +29,19 @@ from .cases import LR, CHAIN_LENGTH
 
 
 # ---- the model, written once -------------------------------------------------
-def mlp_loss(ops, params, x, y):
+def example_loss(ops, params, x, y):
+    """The summed loss of x f32[batch, n_in] against y, or, what vmap maps,
+    the loss of one example x f32[n_in], y f32[n_out]."""
     h = x
     for W, b in params[:-1]:
         h = ops.tanh(h @ W + b)
     W, b = params[-1]
-    return -ops.sum(y * ops.log_softmax(h @ W + b)) / x.shape[0]
+    return -ops.sum(y * ops.log_softmax(h @ W + b))
+
+
+def mlp_loss(ops, params, x, y):
+    """The mean loss over the batch."""
+    return example_loss(ops, params, x, y) / x.shape[0]
 
 
 def chain(ops, x):
@@ -59,6 +68,19 @@ def sgd(params, grads):
 
 def as_pairs(flat):
     return [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+
+
+def looped(tree_map, stack):
+    """A vmap(f, in_axes) written as a Python loop: f called on each example
+    (in_axes: 0 or None per argument), each output leaf stacked along axis 0."""
+    def vmap(f, in_axes):
+        def run(*args):
+            n = next(a.shape[0] for a, ax in zip(args, in_axes) if ax == 0)
+            outs = [f(*(a if ax is None else a[i] for a, ax in zip(args, in_axes)))
+                    for i in range(n)]
+            return tree_map(lambda *leaves: stack(leaves), *outs)
+        return run
+    return vmap
 
 
 def tree_to_host(tree, leaf):
@@ -148,17 +170,22 @@ class Handwritten(Impl):
 
     hvp_fwdrev = hvp        # the R-operator is forward mode over the backward pass already
 
+    def perex(self, params, x, y):
+        p, x, y = self.put_tree(params), self.put(x), self.put(y)
+        return lambda: hw.per_example_grads(self.xp, p, x, y)
+
 
 # ---- gpuprop, JAX, autograd: one functional implementation --------------------
 class Functional(Impl):
     """Pure functions of a params pytree, differentiated by the library's
-    value_and_grad / grad / jvp (None where it has no forward mode); `jit`
-    (None for none) stages whole functions."""
+    value_and_grad / grad / jvp (None where it has no forward mode) / vmap
+    (None where it has none); `jit` (None for none) stages whole functions."""
 
     def __init__(self, variant, ops, value_and_grad, grad, put, host, block=lambda out: None,
-                 jit=None, jit_kwargs=None, jvp=None):
+                 jit=None, jit_kwargs=None, jvp=None, vmap=None):
         super().__init__(variant, put, host, block)
         self.ops, self.value_and_grad, self.grad_, self.jvp_ = ops, value_and_grad, grad, jvp
+        self.vmap_ = vmap
         self._jit, self.jit_kwargs = jit, jit_kwargs or {}
 
     def jit(self, f, **kw):
@@ -219,6 +246,12 @@ class Functional(Impl):
             return self.jvp_(lambda p: g(p, x, y), (params,), (v,))[1]
         return self._along(hvp, params, v, x, y)
 
+    def perex(self, params, x, y):
+        g = self.grad_(functools.partial(example_loss, self.ops))
+        f = self.jit(self.vmap_(g, in_axes=(None, 0, 0)))
+        p, x, y = self.put_tree(params), self.put(x), self.put(y)
+        return lambda: f(p, x, y)
+
 
 def gpuprop_graph_option(gp):
     """The keyword of gp.jit that turns on CUDA graphs, if it has one."""
@@ -238,11 +271,14 @@ def gpuprop_impls(device):
     ops = Ops(tanh=gnp.tanh, sum=gnp.sum, log_softmax=gnp.log_softmax)
     block = _cupy_block if device == "cuda" else (lambda out: None)
     common = dict(ops=ops, value_and_grad=gp.value_and_grad, grad=gp.grad, jvp=gp.jvp,
-                  put=gp.asarray, host=gp.to_numpy, block=block)
+                  vmap=gp.vmap, put=gp.asarray, host=gp.to_numpy, block=block)
     graph = gpuprop_graph_option(gp) if device == "cuda" else None
     impls = {"gpuprop-eager": Functional("gpuprop-eager", **common),
              "gpuprop-jit": Functional("gpuprop-jit", jit=gp.jit,
                                        jit_kwargs={graph: False} if graph else None, **common)}
+    if device == "cpu":     # vmap replaced by a Python loop over the examples
+        impls["gpuprop-loop"] = Functional(
+            "gpuprop-loop", **dict(common, vmap=looped(gp.tree_map, gnp.stack)))
     if graph:
         impls["gpuprop-jit-graph"] = Functional("gpuprop-jit-graph", jit=gp.jit,
                                                 jit_kwargs={graph: True}, **common)
@@ -264,7 +300,7 @@ def jax_impls(device):
         jax.config.update("jax_default_matmul_precision", "highest")  # float32, no TF32
     ops = Ops(tanh=jnp.tanh, sum=jnp.sum, log_softmax=jax.nn.log_softmax)
     common = dict(ops=ops, value_and_grad=jax.value_and_grad, grad=jax.grad, jvp=jax.jvp,
-                  put=jax.device_put, host=np.asarray, block=jax.block_until_ready)
+                  vmap=jax.vmap, put=jax.device_put, host=np.asarray, block=jax.block_until_ready)
     impls = {"jax-jit": Functional("jax-jit", jit=jax.jit, **common)}
     if device == "cpu":
         impls["jax-eager"] = Functional("jax-eager", **common)

@@ -8,7 +8,7 @@ import re
 import socket
 import subprocess
 
-from .cases import ALL_VARIANTS, GOALS, REFERENCE_ROWS
+from .cases import ALL_VARIANTS, GOALS, REFERENCE_ROWS, SPEEDUP_GOALS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 README = os.path.join(HERE, "README.md")
@@ -94,6 +94,20 @@ def goal_mark(case_key, variant, r):
     return f"≤{goal:g} {'met' if ok else 'MISSED'}", ok
 
 
+def speedup_mark(case, variant, rec, by):
+    """The row's goal in SPEEDUP_GOALS: its median over the other variant's
+    (in the same run) at least the goal."""
+    other, goal = SPEEDUP_GOALS.get((case.key, variant), (None, None))
+    if goal is None:
+        return "", None
+    base = by.get((case.key, other))
+    s = ratio(headline(rec, case.workload), headline(base, case.workload) if base else None)
+    if s is None:
+        return f"≥{goal:g}x {other} (no figure)", False
+    ok = s >= goal
+    return f"{s:.1f}x {other}: ≥{goal:g} {'met' if ok else 'MISSED'}", ok
+
+
 def build_rows(cases, records, baseline):
     """One row per (case, variant) that has a record, baseline first."""
     by = {(r["case"], r["variant"]): r for r in records}
@@ -121,6 +135,8 @@ def build_rows(cases, records, baseline):
                 else:
                     figs = [fmt_time(rec["median"]), fmt_time(rec["min"]), fmt_time(rec["max"])]
             goal, ok = goal_mark(case.key, v, r)
+            if not goal:
+                goal, ok = speedup_mark(case, v, rec, by)
             rows.append({"case": case.key, "label": case.label, "variant": v,
                          "figures": figs, "ratio": r, "goal": goal, "goal_met": ok,
                          "first_call": rec.get("first_call"), "runs": rec.get("runs"),

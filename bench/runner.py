@@ -253,7 +253,7 @@ def run_all(variants, cases, *, threads, device, quick, timeout):
     try:
         for case in timing:
             entries = [(v, workers[ALL_VARIANTS[v][0]]) for v in variants
-                       if ALL_VARIANTS[v][0] in workers and case.runs(ALL_VARIANTS[v][0])]
+                       if ALL_VARIANTS[v][0] in workers and case.runs(v)]
             if case.workload == "train" and "numpy" in workers:
                 entries.append(("matmuls-only", workers["numpy"]))
             say(f"[bench] {case.key}: {', '.join(v for v, _ in entries)}")
@@ -264,7 +264,8 @@ def run_all(variants, cases, *, threads, device, quick, timeout):
         if case.workload == "memory":
             say(f"[bench] {case.key}: one process per variant")
             for v in variants:
-                run.memory_case(case, v)
+                if case.runs(v):
+                    run.memory_case(case, v)
     return run
 
 

@@ -1,5 +1,7 @@
 """bench/: the smoke run prints a table with a ratio; gpu_check.sh parses; the
-hand-written forward-mode baselines agree with finite differences."""
+hand-written forward-mode baselines agree with finite differences; the
+hand-written per-example gradients agree with a loop over the examples, and
+gpuprop's per-example variants with them."""
 import functools
 import os
 import re
@@ -11,7 +13,9 @@ import tempfile
 import numpy as np
 import pytest
 
-from bench import data, handwritten as hw
+from bench import data, handwritten as hw, libs
+from bench.cases import cases
+from bench.child import compare
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -77,3 +81,37 @@ def test_handwritten_jvp_and_hvp_match_central_differences():
     for got, plus, minus in zip(hw.hvp(np, params, x, y, v), gplus, gminus):
         for g, p, m in zip(got, plus, minus):
             np.testing.assert_allclose(g, (p - m) / (2 * eps), rtol=1e-6, atol=1e-9)
+
+
+def test_handwritten_per_example_grads_match_a_loop():
+    """The per-example baseline, in float64: example b's gradients are those
+    of the batch of that one example alone (whose mean loss is its loss)."""
+    params, x, y, _ = float64_case()
+    got = hw.per_example_grads(np, params, x, y)
+    for b in range(len(x)):
+        _, want = hw.loss_and_grads(np, params, x[b:b + 1], y[b:b + 1])
+        for (gW, gb), (wW, wb) in zip(got, want):
+            np.testing.assert_allclose(gW[b], wW, rtol=1e-12, atol=1e-15)
+            np.testing.assert_allclose(gb[b], wb, rtol=1e-12, atol=1e-15)
+
+
+def test_perex_cases_run_the_loop_only_at_the_larger_size():
+    for quick, keys in ((True, ["perex/small"]), (False, ["perex/small", "perex/medium"])):
+        chosen = cases(["perex"], quick)
+        assert [c.key for c in chosen] == keys
+        assert [c.runs("gpuprop-loop") for c in chosen] == [False] * (len(keys) - 1) + [True]
+        assert all(c.runs("jax-jit") and not c.runs("torch") for c in chosen)
+    assert not any(c.runs("gpuprop-loop") for c in cases(["grad", "memory"], False))
+
+
+def test_gpuprop_perex_variants_match_the_baseline():
+    """vmap of grad, eager and jitted, and the Python loop, on a small MLP:
+    what the bench checks before timing them."""
+    params, x, y, _ = float64_case()
+    params = [tuple(a.astype(np.float32) for a in layer) for layer in params]
+    x, y = x.astype(np.float32), y.astype(np.float32)
+    want = hw.per_example_grads(np, params, x, y)
+    impls, _ = libs.gpuprop_impls("cpu")
+    for name in ("gpuprop-eager", "gpuprop-jit", "gpuprop-loop"):
+        impl = impls[name]
+        assert compare(name, impl.host(impl.perex(params, x, y)()), want) < 1e-5
