@@ -130,6 +130,8 @@ CASES = {
     "matmul-vector-left": (lambda a, b: a @ b, [(3,), (2, 3, 4)]),
     "matmul-vector-right": (lambda a, b: a @ b, [(2, 3), (3,)]),
     "matmul-vectors": (lambda a, b: a @ b, [(3,), (3,)]),
+    "matmul-vector-matrix": (lambda a, b: a @ b, [(3,), (3, 4)]),
+    "matmul-outer": (lambda a, b: a @ b, [(3, 1), (1, 4)]),
     "solve": (lambda a, b: gnp.linalg.solve(a + 3 * gnp.eye(3), b), [(3, 3), (3, 2)]),
     "slogdet": (lambda a: gnp.linalg.slogdet(a + 3 * gnp.eye(3)), [(2, 3, 3)]),
     "cholesky": (lambda a: gnp.linalg.cholesky(a @ gnp.swapaxes(a, -1, -2) + gnp.eye(3)),

@@ -4,7 +4,7 @@ transpose, reshape, sum), so their derivatives are those of the pieces."""
 import numpy as np
 
 from ..core import Primitive, ShapedArray, bind, size_of
-from ._base import batch_broadcasting, batch_first
+from ._base import batch_broadcasting, batch_first, example_rank
 from ._rules import broadcast_shapes, dtype_of, ndim_of, shape_of
 from . import elementwise as ew, reductions, shape as sh
 
@@ -57,19 +57,30 @@ def _matmul_jvp(tangents, out, a, b):
 
 def _batch_matmul(prim, vals, dims):
     """Both operands made stacks of matrices (a vector gets a unit axis, taken
-    out of the result), then batched as any broadcasting primitive."""
+    out of the result), then batched as any broadcasting primitive; two
+    shortcuts: a batch of vectors times one matrix is one matrix product, and
+    a product over a contracted axis of length 1 (an outer product, as in the
+    weight gradient of one example) is a broadcast multiply."""
     a, b = batch_first(vals, dims)
     a_vec, b_vec = (ndim_of(v) - (d is not None) == 1 for v, d in zip((a, b), dims))
+    if a_vec and dims[0] is not None and dims[1] is None and ndim_of(b) == 2:
+        return matmul(a, b), 0                      # the examples are the rows
+    if b_vec and dims[0] is None and dims[1] is not None and ndim_of(a) == 2:
+        return matmul(b, sh.swapaxes(a, -1, -2)), 0
     if a_vec:
         a = sh.expand_dims(a, -2)
     if b_vec:
         b = sh.expand_dims(b, -1)
-    out, d = batch_broadcasting(prim, (a, b), [None if d is None else 0 for d in dims])
+    dims = [None if d is None else 0 for d in dims]
+    if shape_of(a)[-1] == 1:
+        out = ew.multiply(*batch_first((a, b), dims, example_rank((a, b), dims)))
+    else:
+        out, _ = batch_broadcasting(prim, (a, b), dims)
     if b_vec:
         out = sh.squeeze(out, -1)
     if a_vec:       # its unit axis is the last one once b's is gone
         out = sh.squeeze(out, -1 if b_vec else -2)
-    return out, d
+    return out, 0
 
 
 matmul_p = Primitive("matmul", lambda xp, a, b: xp.matmul(a, b), _matmul_aval,
