@@ -14,7 +14,7 @@ import itertools
 import numpy as np
 
 from . import backend, core
-from .core import (NaNError, ShapedArray, Trace, Tracer, bind, eval_primitive, new_main,
+from .core import (NaNError, PrimalTracer, Trace, Tracer, bind, eval_primitive, new_main,
                    shape_of, size_of)
 from .numpy import elementwise as ew
 from .numpy._base import zeros_like
@@ -35,22 +35,13 @@ class Node:
         self.parents = parents
 
 
-class ReverseTracer(Tracer):
-    __slots__ = ("primal", "node")
+class ReverseTracer(PrimalTracer):
+    __slots__ = ("node",)
 
     def __init__(self, trace, primal, node):
         self._trace = trace
         self.primal = primal
         self.node = node
-
-    @property
-    def aval(self):
-        p = self.primal
-        return p.aval if isinstance(p, Tracer) else ShapedArray(p.shape, p.dtype)
-
-    # the primal answers directly: cheaper than building an abstract value
-    shape = property(lambda self: self.primal.shape)
-    dtype = property(lambda self: self.primal.dtype)
 
 
 class ReverseTrace(Trace):
@@ -142,10 +133,7 @@ class ReverseTrace(Trace):
             return tuple(out)
         return self.process_custom_vjp(fun, fwd, bwd, tracers)
 
-    @staticmethod
-    def concrete(tracer, why):
-        p = tracer.primal
-        return p._concrete(why) if isinstance(p, Tracer) else p
+    concrete = staticmethod(core.concrete_primal)
 
 
 _remat_tokens = itertools.count()

@@ -194,6 +194,28 @@ class Tracer:
         return f"{type(self).__name__}<{self.aval}, level {self._trace.main.level}>"
 
 
+class PrimalTracer(Tracer):
+    """A tracer of a transform that computes the value itself (grad, jvp):
+    it holds that value, `primal` (an array, or a tracer of a lower level),
+    beside what its transform adds, and answers shape questions from it."""
+    __slots__ = ("primal",)
+
+    @property
+    def aval(self):
+        p = self.primal
+        return p.aval if isinstance(p, Tracer) else ShapedArray(p.shape, p.dtype)
+
+    # the primal answers directly: cheaper than building an abstract value
+    shape = property(lambda self: self.primal.shape)
+    dtype = property(lambda self: self.primal.dtype)
+
+
+def concrete_primal(tracer, why):
+    """The value behind a PrimalTracer, for Python control flow."""
+    p = tracer.primal
+    return p._concrete(why) if isinstance(p, Tracer) else p
+
+
 class TracerControlFlowError(TypeError):
     """Python control flow or a conversion needed one value of a traced array
     that has none (staged by jit) or many (batched by vmap)."""

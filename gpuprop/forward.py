@@ -10,7 +10,8 @@ import numpy as np
 
 from . import core
 from .autodiff import jacrev, vjp
-from .core import ShapedArray, Trace, Tracer, bind, eval_primitive, new_main, shape_of, size_of
+from .core import (PrimalTracer, ShapedArray, Trace, bind, eval_primitive, new_main, shape_of,
+                   size_of)
 from .numpy import elementwise as ew
 from .numpy._base import zeros_like
 from .numpy.shape import reshape, stack
@@ -20,21 +21,13 @@ from .tree import tree_flatten, tree_map, tree_unflatten
 float0 = np.dtype([("float0", np.void, 0)])
 
 
-class JVPTracer(Tracer):
-    __slots__ = ("primal", "tangent")
+class JVPTracer(PrimalTracer):
+    __slots__ = ("tangent",)
 
     def __init__(self, trace, primal, tangent):
         self._trace = trace
         self.primal = primal
         self.tangent = tangent
-
-    @property
-    def aval(self):
-        p = self.primal
-        return p.aval if isinstance(p, Tracer) else ShapedArray(p.shape, p.dtype)
-
-    shape = property(lambda self: self.primal.shape)
-    dtype = property(lambda self: self.primal.dtype)
 
 
 class JVPTrace(Trace):
@@ -89,10 +82,7 @@ class JVPTrace(Trace):
         out, t = rule(primals, tangents)
         return JVPTracer(self, out, t) if _inexact(out) else out
 
-    @staticmethod
-    def concrete(tracer, why):
-        p = tracer.primal
-        return p._concrete(why) if isinstance(p, Tracer) else p
+    concrete = staticmethod(core.concrete_primal)
 
 
 def _transposed_vjp(prim):

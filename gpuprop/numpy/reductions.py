@@ -8,7 +8,7 @@ import numpy as np
 
 from ..core import Primitive, ShapedArray, bind, size_of
 from ._base import (batch_reduction, bind_reduction, keep_axes, moveaxis0,  # noqa: F401
-                    ones_like, reduction_aval, sum, sum_dtype, sum_p, sum_to_shape)
+                    ones_like, reduction_aval, sum, sum_dtype, sum_to_shape)
 from ._rules import normalize_axis, ndim_of, shape_of, dtype_of
 from . import elementwise as ew, shape as sh
 

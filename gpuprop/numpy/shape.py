@@ -8,9 +8,8 @@ import numpy as np
 
 from .. import backend
 from ..core import Primitive, ShapedArray, Tracer, bind
-from ._base import (all_batched, same_dtype, batch_size, broadcast_to,  # noqa: F401
-                    broadcast_to_p, moveaxis0, reshape, reshape_p, sum_to_shape, transpose,
-                    transpose_p, with_batch, zeros_like)
+from ._base import (all_batched, batch_size, broadcast_to, moveaxis0,  # noqa: F401
+                    reshape, transpose, with_batch, zeros_like)
 from ._rules import dtype_of, ndim_of, normalize_axis, shape_of
 from . import elementwise as ew
 
