@@ -139,7 +139,12 @@ def var(x, axis=None, keepdims=False, ddof=0):
 
 
 def std(x, axis=None, keepdims=False, ddof=0):
-    return ew.sqrt(var(x, axis, keepdims, ddof))
+    v = var(x, axis, keepdims, ddof)
+    if _count(x, axis, "std") == 1 and ddof == 0:
+        # one element: identically 0, and so is its derivative (sqrt's at 0
+        # would make it 0 * inf, NaN)
+        return v
+    return ew.sqrt(v)
 
 
 def _single_axis(name, axis):
