@@ -17,18 +17,23 @@ from .elementwise import (
     greater_equal, less, less_equal, equal, not_equal, logical_and, logical_or,
     logical_not, isfinite, isnan, tan, arcsin, arccos, arctan, arctan2, sinh, cosh,
     arcsinh, arccosh, arctanh, log2, log10, exp2, hypot, floor, ceil, rint, round,
-    around, asin, acos, atan, atan2, asinh, acosh, atanh)
+    around, asin, acos, atan, atan2, asinh, acosh, atanh, remainder, mod, fmod, floor_divide,
+    divmod, fmax, fmin, fabs, sinc, deg2rad, radians, rad2deg, degrees, nan_to_num, heaviside,
+    copysign, trunc, signbit)
 from .reductions import sum, prod, cumsum, mean, max, min, var, std, argmax, argmin
 from .shape import (reshape, transpose, broadcast_to, swapaxes, moveaxis, squeeze,
                     expand_dims, ravel, getitem, concatenate, stack, flip, roll, pad,
-                    split, array_split, take, diagonal, triu, tril)
+                    split, array_split, take, diagonal, triu, tril, rollaxis, atleast_1d,
+                    atleast_2d, atleast_3d, hstack, vstack, dstack, column_stack, row_stack,
+                    append, repeat, tile, hsplit, vsplit, dsplit, fliplr, flipud, rot90, diag,
+                    diagflat)
 from .products import matmul, dot, outer, tensordot, einsum, trace
 from . import linalg
-from .composites import logsumexp, logaddexp, softmax, log_softmax, relu, softplus
+from .composites import logsumexp, logaddexp, logaddexp2, softmax, log_softmax, relu, softplus
 from . import creation
 from .creation import (
     asarray, array, zeros, ones, full, zeros_like, ones_like, full_like, arange,
-    linspace, eye, shape, ndim, size, float32, float64, int32, int64, bool_, pi, e,
+    linspace, eye, shape, ndim, size, r_, c_, float32, float64, int32, int64, bool_, pi, e,
     inf, nan, newaxis)
 
 amax, amin = max, min
@@ -41,7 +46,8 @@ def _swap(f):
 def _install_tracer_methods():
     T = _Tracer
     for name, f in [("add", add), ("sub", subtract), ("mul", multiply),
-                    ("truediv", divide), ("pow", power), ("matmul", matmul)]:
+                    ("truediv", divide), ("pow", power), ("matmul", matmul),
+                    ("mod", remainder), ("floordiv", floor_divide), ("divmod", divmod)]:
         setattr(T, f"__{name}__", f)
         setattr(T, f"__r{name}__", _swap(f))
     for name, f in [("lt", less), ("le", less_equal), ("gt", greater),
@@ -64,7 +70,10 @@ def _install_tracer_methods():
         setattr(T, name, f)
     T.astype = astype
     T.squeeze = squeeze
-    T.ravel = ravel
+    T.ravel = T.flatten = ravel
+    T.mT = property(lambda self: swapaxes(self, -1, -2))
+    for name, f in [("swapaxes", swapaxes), ("repeat", repeat), ("flatten", ravel)]:
+        setattr(T, name, f)
     T.clip = clip
     T.__array_ufunc__ = _array_ufunc
     T.__array_function__ = _array_function

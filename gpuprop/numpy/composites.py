@@ -50,3 +50,8 @@ def logaddexp(x, y):
     same_inf = ew.logical_and(ew.equal(x, y), ew.logical_not(ew.isfinite(x)))
     gap = ew.subtract(ew.where(same_inf, 0.0, b), ew.where(same_inf, 0.0, a))
     return ew.add(a, ew.log1p(ew.exp(gap)))
+
+
+def logaddexp2(x, y):
+    """log2(2**x + 2**y), through logaddexp (stable, exact at ties)."""
+    return ew.divide(logaddexp(ew.multiply(x, ew.LN2), ew.multiply(y, ew.LN2)), ew.LN2)

@@ -7,6 +7,7 @@ from ..core import Tracer, size_of
 from ._rules import dtype_of, shape_of
 from ._base import ones_like, zeros_like  # noqa: F401  (public here)
 from .elementwise import astype
+from . import shape as sh
 
 float32, float64 = np.float32, np.float64
 int32, int64, bool_ = np.int32, np.int64, np.bool_
@@ -18,10 +19,57 @@ def _xp():
 
 
 def asarray(x, dtype=None):
-    """An array of the active backend; a traced value passes through."""
+    """An array of the active backend; a traced value passes through, and
+    (nested) lists and tuples holding traced values are stacked, so
+    gnp.array([x, x ** 2]) is differentiable."""
+    if isinstance(x, (list, tuple)) and _holds_tracer(x):
+        x = sh.stack([asarray(e) for e in x])
     if isinstance(x, Tracer):
         return x if dtype is None else astype(x, dtype)
     return backend.asarray(x, dtype)
+
+
+def _holds_tracer(x):
+    return isinstance(x, Tracer) or (isinstance(x, (list, tuple)) and any(map(_holds_tracer, x)))
+
+
+class _AxisConcatenator:
+    """gnp.r_ and gnp.c_: NumPy's index tricks, with traced values allowed.
+    Items are arrays, numbers and slices (constants: arange, or linspace for
+    a complex step); a leading string "axis[,ndmin[,trans1d]]" overrides the
+    defaults.  The result is a concatenate, so it is differentiable."""
+
+    def __init__(self, name, axis, ndmin, trans1d):
+        self.name, self.axis, self.ndmin, self.trans1d = name, axis, ndmin, trans1d
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        axis, ndmin, trans1d = self.axis, self.ndmin, self.trans1d
+        if key and isinstance(key[0], str):
+            try:
+                axis, ndmin, trans1d = (list(map(int, key[0].split(","))) + [ndmin, trans1d][
+                    len(key[0].split(",")) - 1:])[:3]
+            except ValueError:
+                raise ValueError(f"gnp.{self.name}: directive {key[0]!r} is not supported; "
+                                 f"use 'axis[,ndmin[,trans1d]]' (no matrix 'r'/'c')") from None
+            key = key[1:]
+        items = []
+        for k in key:
+            a = backend.asarray(np.r_[k]) if isinstance(k, slice) else asarray(k)
+            n = len(shape_of(a))
+            target = max(ndmin, 1)
+            if n < target:
+                a = sh.reshape(a, (1,) * (target - n) + shape_of(a))
+                if trans1d != -1 and n > 0:     # NumPy's placement of the original axes
+                    k2, k1 = target - n, trans1d if trans1d >= 0 else trans1d + target - n + 1
+                    axes = list(range(target))
+                    a = sh.transpose(a, axes[:k1] + axes[k2:] + axes[k1:k2])
+            items.append(a)
+        return sh.concatenate(items, axis=axis)
+
+
+r_ = _AxisConcatenator("r_", 0, 1, -1)
+c_ = _AxisConcatenator("c_", -1, 2, 0)
 
 
 array = asarray
