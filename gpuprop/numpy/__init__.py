@@ -20,14 +20,16 @@ from .elementwise import (
     around, asin, acos, atan, atan2, asinh, acosh, atanh, remainder, mod, fmod, floor_divide,
     divmod, fmax, fmin, fabs, sinc, deg2rad, radians, rad2deg, degrees, nan_to_num, heaviside,
     copysign, trunc, signbit)
-from .reductions import sum, prod, cumsum, mean, max, min, var, std, argmax, argmin
+from .reductions import (sum, prod, cumsum, cumprod, mean, max, min, var, std, argmax, argmin,
+                         diff, gradient, trapezoid)
 from .shape import (reshape, transpose, broadcast_to, swapaxes, moveaxis, squeeze,
                     expand_dims, ravel, getitem, concatenate, stack, flip, roll, pad,
                     split, array_split, take, diagonal, triu, tril, rollaxis, atleast_1d,
                     atleast_2d, atleast_3d, hstack, vstack, dstack, column_stack, row_stack,
                     append, repeat, tile, hsplit, vsplit, dsplit, fliplr, flipud, rot90, diag,
                     diagflat)
-from .products import matmul, dot, outer, tensordot, einsum, trace
+from .products import (matmul, dot, inner, vdot, outer, kron, cross, tensordot, einsum, trace,
+                       convolve, correlate)
 from . import linalg
 from .composites import logsumexp, logaddexp, logaddexp2, softmax, log_softmax, relu, softplus
 from . import creation
