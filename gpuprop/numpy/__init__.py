@@ -13,7 +13,7 @@ from ..core import Tracer as _Tracer
 from .elementwise import (
     add, subtract, multiply, divide, true_divide, negative, power, exp, log, log1p,
     expm1, sqrt, square, reciprocal, sin, cos, tanh, logistic, sigmoid, abs, absolute,
-    sign, maximum, minimum, where, clip, astype, stop_gradient, greater,
+    sign, maximum, minimum, clip, astype, stop_gradient, greater,
     greater_equal, less, less_equal, equal, not_equal, logical_and, logical_or,
     logical_not, isfinite, isnan, tan, arcsin, arccos, arctan, arctan2, sinh, cosh,
     arcsinh, arccosh, arctanh, log2, log10, exp2, hypot, floor, ceil, rint, round,
@@ -32,10 +32,13 @@ from .products import (matmul, dot, inner, vdot, outer, kron, cross, tensordot, 
                        convolve, correlate)
 from . import linalg
 from .composites import logsumexp, logaddexp, logaddexp2, softmax, log_softmax, relu, softplus
+from .selection import (argsort, sort, take_along_axis, partition, argpartition, quantile,
+                        percentile, median, nansum, nanprod, nanmean, nanvar, nanstd, nanmax,
+                        nanmin, nanargmax, nanargmin, select, nonzero, where, unique, at)
 from . import creation
 from .creation import (
     asarray, array, zeros, ones, full, zeros_like, ones_like, full_like, arange,
-    linspace, eye, shape, ndim, size, r_, c_, float32, float64, int32, int64, bool_, pi, e,
+    linspace, logspace, eye, shape, ndim, size, r_, c_, float32, float64, int32, int64, bool_, pi, e,
     inf, nan, newaxis)
 
 amax, amin = max, min
@@ -61,6 +64,8 @@ def _install_tracer_methods():
     T.__abs__ = abs
     T.__invert__ = logical_not
     T.__getitem__ = getitem
+    T.__setitem__ = _setitem
+    T.at = property(at)
     T.T = property(lambda self: transpose(self))
     T.reshape = lambda self, *shape: reshape(
         self, shape[0] if len(shape) == 1 and not isinstance(shape[0], int) else shape)
@@ -68,7 +73,8 @@ def _install_tracer_methods():
     for name, f in [("sum", sum), ("mean", mean), ("max", max), ("min", min),
                     ("var", var), ("std", std), ("argmax", argmax), ("argmin", argmin),
                     ("prod", prod), ("cumsum", cumsum), ("round", round),
-                    ("diagonal", diagonal), ("trace", trace), ("take", take)]:
+                    ("diagonal", diagonal), ("trace", trace), ("take", take),
+                    ("sort", sort), ("argsort", argsort), ("cumprod", cumprod)]:
         setattr(T, name, f)
     T.astype = astype
     T.squeeze = squeeze
@@ -79,6 +85,13 @@ def _install_tracer_methods():
     T.clip = clip
     T.__array_ufunc__ = _array_ufunc
     T.__array_function__ = _array_function
+
+
+def _setitem(self, index, value):
+    raise TypeError(f"a gpuprop traced value ({self.aval}) cannot be assigned to in place "
+                    f"(t[{index!r}] = ...): arrays inside grad/jit are immutable. Use the "
+                    f"functional update t = t.at[{index!r}].set(value) (also .add, .multiply, "
+                    f".min, .max), as in JAX")
 
 
 def _unsupported(what):

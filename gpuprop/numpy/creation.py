@@ -6,6 +6,7 @@ from .. import backend
 from ..core import Tracer, size_of
 from ._rules import dtype_of, shape_of
 from ._base import ones_like, zeros_like  # noqa: F401  (public here)
+from . import elementwise as ew
 from .elementwise import astype
 from . import shape as sh
 
@@ -95,8 +96,41 @@ def arange(*args, dtype=None):
     return _xp().arange(*args, dtype=dtype)
 
 
-def linspace(start, stop, num=50, dtype=np.float32):
-    return _xp().linspace(start, stop, num, dtype=dtype)
+def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis=0):
+    """`num` evenly spaced values from start to stop, of `dtype`, else of the
+    endpoints' floating dtype (float32 for Python numbers).  Traced endpoints
+    (arrays too) give a differentiable start + (stop - start) * t, ending at
+    stop exactly."""
+    dt = _endpoint_dtype(start, stop, dtype)
+    if not (isinstance(start, Tracer) or isinstance(stop, Tracer)):
+        return _xp().linspace(start, stop, num, endpoint=endpoint, retstep=retstep,
+                              dtype=dt, axis=axis)
+    num, div = int(num), int(num) - 1 if endpoint else int(num)
+    span = ew.subtract(stop, start)
+    lead = len(np.broadcast_shapes(shape_of(start), shape_of(stop)))
+    t = backend.asarray((np.arange(num) / max(div, 1)).astype(dt).reshape((num,) + (1,) * lead))
+    out = ew.add(start, ew.multiply(span, t))
+    if endpoint and num > 1:
+        end = sh.broadcast_to(stop, shape_of(out)[1:])
+        out = sh.concatenate([sh.getitem(out, slice(0, num - 1)), sh.expand_dims(end, 0)])
+    out = sh.moveaxis(out, 0, axis) if lead else out
+    out = out if dtype_of(out) == dt else astype(out, dt)
+    return (out, ew.divide(span, div)) if retstep else out
+
+
+def _endpoint_dtype(start, stop, dtype):
+    if dtype is not None:
+        return np.dtype(dtype)
+    arrays = [dtype_of(v) for v in (start, stop) if hasattr(v, "dtype")]
+    return np.result_type(np.float32, *arrays)
+
+
+def logspace(start, stop, num=50, endpoint=True, base=10.0, dtype=None, axis=0):
+    """base ** linspace(start, stop): differentiable in traced endpoints."""
+    if not (isinstance(start, Tracer) or isinstance(stop, Tracer)):
+        return _xp().logspace(start, stop, num, endpoint=endpoint, base=base,
+                              dtype=_endpoint_dtype(start, stop, dtype), axis=axis)
+    return ew.power(base, linspace(start, stop, num, endpoint, dtype=dtype, axis=axis))
 
 
 def eye(n, m=None, dtype=np.float32):
