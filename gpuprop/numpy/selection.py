@@ -76,7 +76,8 @@ def _to_last(name, a, axis):
     axes = tuple(range(n)) if axis is None else normalize_axis(name, axis, n)
     rest = [k for k in range(n) if k not in axes]
     moved = sh.transpose(a, rest + list(axes))
-    return sh.reshape(moved, tuple(shape_of(a)[k] for k in rest) + (-1,)), axes
+    merged = size_of([shape_of(a)[k] for k in axes])
+    return sh.reshape(moved, tuple(shape_of(a)[k] for k in rest) + (merged,)), axes
 
 
 def quantile(a, q, axis=None, keepdims=False, method="linear"):
