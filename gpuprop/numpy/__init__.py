@@ -80,8 +80,8 @@ def _install_tracer_methods():
     T.squeeze = squeeze
     T.ravel = T.flatten = ravel
     T.mT = property(lambda self: swapaxes(self, -1, -2))
-    for name, f in [("swapaxes", swapaxes), ("repeat", repeat), ("flatten", ravel)]:
-        setattr(T, name, f)
+    T.swapaxes = swapaxes
+    T.repeat = repeat
     T.clip = clip
     T.__array_ufunc__ = _array_ufunc
     T.__array_function__ = _array_function

@@ -133,8 +133,8 @@ def diff(a, n=1, axis=-1, prepend=None, append=None):
     if len(parts) > 1:
         a = sh.concatenate(parts, axis=axis)
     for _ in range(int(n)):
-        a = ew.subtract(sh.getitem(a, sh._along(axis, slice(1, None))),
-                        sh.getitem(a, sh._along(axis, slice(None, -1))))
+        a = ew.subtract(sh.getitem(a, sh.along(axis, slice(1, None))),
+                        sh.getitem(a, sh.along(axis, slice(None, -1))))
     return a
 
 
@@ -145,7 +145,10 @@ def gradient(f, *varargs, axis=None, edge_order=1):
     n = ndim_of(f)
     axes = list(range(n)) if axis is None else list(normalize_axis("gradient", axis, n)) \
         if isinstance(axis, (tuple, list)) else [normalize_axis("gradient", axis, n)[0]]
-    spacing = list(varargs) if len(varargs) > 1 else list(varargs) * len(axes) or [1.0] * len(axes)
+    if len(varargs) > 1:
+        spacing = list(varargs)
+    else:       # one spacing for every axis, 1 by default
+        spacing = list(varargs or [1.0]) * len(axes)
     if len(spacing) != len(axes) or any(ndim_of(h) for h in spacing):
         raise ValueError(f"gnp.gradient: give one scalar spacing, or one per axis "
                          f"({len(axes)}); coordinate arrays are not supported")
@@ -157,7 +160,7 @@ def gradient(f, *varargs, axis=None, edge_order=1):
         if length < edge_order + 1:
             raise ValueError(f"gnp.gradient: axis {ax} of length {length} needs at least "
                              f"{edge_order + 1} points for edge_order={edge_order}")
-        at = lambda i: sh.getitem(f, sh._along(ax, i))
+        at = lambda i: sh.getitem(f, sh.along(ax, i))
         mid = ew.divide(ew.subtract(at(slice(2, None)), at(slice(None, -2))), 2.0)
         if edge_order == 1:
             first = ew.subtract(at(slice(1, 2)), at(slice(0, 1)))
@@ -183,8 +186,8 @@ def trapezoid(y, x=None, dx=1.0, axis=-1):
         d = diff(x, axis=-1 if ndim_of(x) == 1 else axis)
         if ndim_of(x) == 1:
             d = sh.reshape(d, (-1,) + (1,) * (ndim_of(y) - 1 - axis))
-    pairs = ew.add(sh.getitem(y, sh._along(axis, slice(1, None))),
-                   sh.getitem(y, sh._along(axis, slice(None, -1))))
+    pairs = ew.add(sh.getitem(y, sh.along(axis, slice(1, None))),
+                   sh.getitem(y, sh.along(axis, slice(None, -1))))
     return sum(ew.divide(ew.multiply(pairs, d), 2.0), axis=axis)
 
 

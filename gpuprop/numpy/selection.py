@@ -270,7 +270,7 @@ class _IndexUpdate:
 
     def _update(self, mode, values):
         x = self.x
-        spec, arrays = sh._spec(self.index)
+        spec, arrays = sh.index_spec(self.index)
         selected = sh.getitem_p.abstract_eval(ShapedArray(shape_of(x), dtype_of(x)),
                                               *[ShapedArray(shape_of(a), dtype_of(a))
                                                 for a in arrays], spec=spec).shape

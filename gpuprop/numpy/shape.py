@@ -127,7 +127,7 @@ class Slice(NamedTuple):
 ARRAY = "<array>"    # placeholder in an index spec for an index-array argument
 
 
-def _spec(index):
+def index_spec(index):
     """Split a NumPy index into a hashable spec and its index arrays."""
     if not isinstance(index, tuple):
         index = (index,)
@@ -194,7 +194,7 @@ scatter_add_p = Primitive(
 def getitem(x, index):
     """x[index]: ints, slices, None, Ellipsis and integer arrays (a gather:
     repeated indices sum their cotangents), as in NumPy."""
-    spec, arrays = _spec(index)
+    spec, arrays = index_spec(index)
     return bind(getitem_p, (x, *arrays), {"spec": spec})
 
 
@@ -300,7 +300,7 @@ def repeat(a, repeats, axis=None):
         raise ValueError(f"gnp.repeat: repeats must be a non-negative int or one per entry "
                          f"({n}) along axis {axis}, got {repeats!r}")
     index = np.repeat(np.arange(n), np.broadcast_to(counts.reshape(-1), (n,)))
-    return getitem(a, _along(axis, backend.asarray(index)))
+    return getitem(a, along(axis, backend.asarray(index)))
 
 
 def tile(A, reps):
@@ -359,7 +359,7 @@ def rot90(m, k=1, axes=(0, 1)):
     return transpose(flip(m, a1), perm) if k == 1 else flip(transpose(m, perm), a1)
 
 
-def _along(axis, index):
+def along(axis, index):
     """An index that applies `index` to one axis."""
     return (slice(None),) * axis + (index,)
 
@@ -389,8 +389,8 @@ def roll(x, shift, axis=None):
         n = shape_of(x)[a]
         if n and s % n:
             cut = n - s % n
-            x = concatenate([getitem(x, _along(a, slice(cut, None))),
-                             getitem(x, _along(a, slice(0, cut)))], axis=a)
+            x = concatenate([getitem(x, along(a, slice(cut, None))),
+                             getitem(x, along(a, slice(0, cut)))], axis=a)
     return x
 
 
@@ -455,7 +455,7 @@ def array_split(x, indices_or_sections, axis=0):
     else:
         cuts = [int(c) for c in indices_or_sections]
     starts, stops = [0] + cuts, cuts + [None]
-    return [getitem(x, _along(axis, slice(a, b))) for a, b in zip(starts, stops)]
+    return [getitem(x, along(axis, slice(a, b))) for a, b in zip(starts, stops)]
 
 
 def split(x, indices_or_sections, axis=0):
@@ -474,7 +474,7 @@ def take(a, indices, axis=None):
     gather, whose repeated indices sum their cotangents."""
     if axis is None:
         a, axis = ravel(a), 0
-    return getitem(a, _along(_one_axis("take", axis, ndim_of(a)), indices))
+    return getitem(a, along(_one_axis("take", axis, ndim_of(a)), indices))
 
 
 def diagonal(x, offset=0, axis1=0, axis2=1):
