@@ -190,6 +190,10 @@ def _expand_ellipsis(spec, operands):
     free = [c for c in _LETTERS if c not in spec]
     counts = [ndim_of(x) - len(t.replace("...", "")) if "..." in t else 0
               for x, t in zip(operands, ins)]
+    for x, t, c in zip(operands, ins, counts):
+        if c < 0:
+            raise ValueError(f"gnp.einsum({spec!r}): subscripts {t!r} name more axes than "
+                             f"the operand of shape {shape_of(x)} has")
     width = max(counts, default=0)
     dots = "".join(free[:width])
     ins = [t.replace("...", dots[width - c:]) for t, c in zip(ins, counts)]
