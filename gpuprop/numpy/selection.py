@@ -205,12 +205,16 @@ def nonzero(a):
 
 
 def where(condition, x=None, y=None):
-    """where(c, x, y) selects (see elementwise.where); where(c) is nonzero(c)."""
     if x is None and y is None:
         return nonzero(condition)
     if x is None or y is None:
         raise ValueError("gnp.where: give both x and y, or neither")
     return ew.where(condition, x, y)
+
+
+where.__doc__ = ew.where.__doc__ + """
+
+    With one argument, where(condition) is nonzero(condition) (not jittable)."""
 
 
 def unique(ar, return_index=False, return_inverse=False, return_counts=False, axis=None):
