@@ -20,7 +20,7 @@ from .numpy import elementwise as ew
 from .numpy._base import zeros_like
 from .numpy.creation import ones, zeros
 from .numpy.shape import reshape, stack
-from .tree import tree_flatten, tree_unflatten, tree_map
+from .tree import tree_flatten, tree_leaves_with_path, tree_unflatten, tree_map
 
 
 class Node:
@@ -135,6 +135,20 @@ class ReverseTrace(Trace):
 
     concrete = staticmethod(core.concrete_primal)
 
+    @staticmethod
+    def number(tracer, why):
+        """float(t), complex(t), t.item(), math.exp(t) make a Python number,
+        a constant to differentiation: refused where t carries a derivative."""
+        if tracer.node is not None:
+            raise TypeError(
+                f"grad/vjp: {why} of a traced value ({tracer.aval}) that depends on the "
+                f"differentiated input would silently drop its derivative (a Python "
+                f"number is a constant). Keep it an array: compute with gpuprop.numpy "
+                f"(gnp.exp(t), not math.exp(t); t[0], not float(t[0])); for a value "
+                f"meant as a constant, convert gpuprop.stop_gradient(t)")
+        p = tracer.primal
+        return p._number(why) if isinstance(p, Tracer) else p
+
 
 _remat_tokens = itertools.count()
 
@@ -155,7 +169,14 @@ class _CustomRule:
         if not isinstance(cts, tuple) or len(cts) != len(primals):
             raise TypeError(f"custom_vjp {self.name}: the backward function must return "
                             f"a tuple of {len(primals)} cotangents, one per argument, "
-                            f"got {type(cts).__name__}")
+                            f"got {type(cts).__name__}"
+                            f"{f' of length {len(cts)}' if isinstance(cts, tuple) else ''}")
+        for k, (c, p) in enumerate(zip(cts, primals)):
+            if c is not None and shape_of(c) != shape_of(p):
+                raise ValueError(f"custom_vjp {self.name}: the backward function returned "
+                                 f"a cotangent of shape {shape_of(c)} for argument {k}, "
+                                 f"of shape {shape_of(p)}; each cotangent must have its "
+                                 f"argument's shape (sum over broadcast axes)")
         self.last = (g, cts)
         return cts[i]
 
@@ -209,13 +230,23 @@ def backward_pass(tape, roots, release):
     return cts
 
 
-def _check_differentiable(name, argnums, leaves):
-    for leaf in leaves:
-        dt = leaf.dtype if hasattr(leaf, "dtype") else np.result_type(leaf)
-        if np.dtype(dt).kind not in "fc":
+def _check_differentiable(name, argnum, tree):
+    for path, leaf in tree_leaves_with_path(tree):
+        leaf_at = f" (leaf {path})" if path else ""
+        dt = getattr(leaf, "dtype", None)
+        if dt is None and type(leaf) not in backend.PY_SCALARS:
             raise TypeError(
-                f"{name}: argument {argnums} has dtype {np.dtype(dt)}; only floating "
-                f"point inputs can be differentiated. Pass floats (e.g. 2.0, or "
+                f"{name}: argument {argnum}{leaf_at} is a {type(leaf).__name__}, not an "
+                f"array: the leaves of a differentiated argument must be arrays or "
+                f"numbers. If "
+                f"{type(leaf).__name__} is a container of arrays, register it as a pytree "
+                f"node (gpuprop.register_pytree_node or register_pytree_node_class); "
+                f"other data: close over it, or pass it in an argument outside argnums")
+        dt = np.dtype(dt if dt is not None else np.result_type(leaf))
+        if dt.kind not in "fc":
+            raise TypeError(
+                f"{name}: argument {argnum} has dtype {dt}{leaf_at}; only "
+                f"floating point inputs can be differentiated. Pass floats (e.g. 2.0, or "
                 f"x.astype(gnp.float32)), or move the argument out of argnums")
 
 
@@ -252,8 +283,8 @@ def _vjp(name, f, primals, argnums, has_aux, release):
     with new_main(ReverseTrace, []) as main:     # main.data: the tape
         trace, in_trees = main.trace, []
         for i in nums:
+            _check_differentiable(name, i, primals[i])
             leaves, td = tree_flatten(primals[i])
-            _check_differentiable(name, i, leaves)
             leaves = [_as_input(name, x) for x in leaves]
             nodes = [_Leaf() for _ in leaves]
             primals[i] = tree_unflatten(td, [ReverseTracer(trace, x, n)
@@ -302,6 +333,11 @@ def _scalar_output(name, out_primals, out_tree):
                         f"non-scalar outputs (or has_aux=True to return extra data)")
     out = out_primals[0]
     shape = shape_of(out)
+    if np.dtype(out.dtype).kind == "c":
+        raise TypeError(f"{name}: the function returns a complex value ({out.dtype}); "
+                        f"grad needs a real scalar, as in JAX: differentiate a real "
+                        f"scalar made from it (e.g. gnp.abs), or use gpuprop.vjp with "
+                        f"a cotangent of your choice")
     if shape != () or not _inexact(out):
         raise TypeError(f"{name}: the function must return a scalar (shape ()) of a "
                         f"floating dtype, got shape {shape} and dtype {out.dtype}; "
@@ -361,7 +397,9 @@ def vjp(f, *primals, has_aux=False, **kwargs):
             if shape_of(c) != shape_of(o):
                 raise ValueError(f"{name}: cotangent of shape {shape_of(c)} for an "
                                  f"output of shape {shape_of(o)}")
-        return backward(cts)
+        # a Python number as cotangent: an array of its output's dtype
+        return backward([backend.current().from_host(np.asarray(c, o.dtype))
+                         if type(c) in backend.PY_SCALARS else c for c, o in zip(cts, outs)])
 
     out = tree_unflatten(out_tree, outs)
     return (out, vjp_fn, aux) if has_aux else (out, vjp_fn)

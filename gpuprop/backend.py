@@ -8,6 +8,7 @@ knows about differentiation.  The active backend comes from GPUPROP_BACKEND,
 import contextlib
 import os
 import threading
+import weakref
 
 import numpy as np
 
@@ -172,10 +173,43 @@ def mismatch(op, x, be=None):
         f"active device) or gpuprop.to_numpy(x) (to the host)")
 
 
+class DeletedArrayError(RuntimeError):
+    """An array donated to a jitted function (donate_argnums) was used again."""
+
+
+# id -> weak reference of the arrays donated to a jitted program; an entry
+# leaves when its array dies (so a later array with the same id is not taken for it)
+deleted = {}
+
+
+def delete(x):
+    """Mark `x` deleted: its buffer was donated, and any later use through
+    gpuprop raises DeletedArrayError (NumPy's own functions cannot be
+    stopped from reading it).  An array type without weak references cannot
+    be tracked and is left alone."""
+    key = id(x)
+    try:
+        deleted[key] = weakref.ref(x, lambda _: deleted.pop(key, None))
+    except TypeError:
+        pass
+
+
+def check_live(x, where):
+    ref = deleted.get(id(x))
+    if ref is not None and ref() is x:
+        raise DeletedArrayError(
+            f"{where}: an array of shape {x.shape} and dtype {x.dtype} was donated to a "
+            f"jitted function (donate_argnums) and is deleted: its buffer may hold "
+            f"that call's result now. Use the function's output instead, or donate a "
+            f"copy if the array is needed again")
+
+
 def asarray(x, dtype=None):
     """`x` as an array of the active backend: numbers, lists and NumPy arrays
     are copied to the device, arrays of other backends go through the host."""
     be = current()
+    if deleted:
+        check_live(x, "gpuprop.asarray")
     if not be.owns(x):
         if not isinstance(x, (np.ndarray, np.generic, list, tuple, int, float, bool, complex)):
             x = _other_backend_to_host(x)
@@ -192,6 +226,8 @@ def _other_backend_to_host(x):
 
 def to_host(x):
     """One array (of any backend) as a numpy.ndarray; scalars pass through."""
+    if deleted:
+        check_live(x, "gpuprop.to_numpy")
     if isinstance(x, np.ndarray) or type(x) in SCALAR_TYPES:
         return x
     for be in _backends.values():

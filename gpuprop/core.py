@@ -167,11 +167,20 @@ class Tracer:
         """The value behind this tracer, for Python control flow; staging has none."""
         return self._trace.main.trace_type.concrete(self, why)
 
+    def _number(self, why):
+        """The value behind this tracer for a conversion to a Python number
+        (float(), complex(), .item()): a transform whose derivative it would
+        drop refuses it."""
+        return self._trace.main.trace_type.number(self, why)
+
     def __bool__(self):
         return bool(self._concrete("bool()"))
 
     def __float__(self):
-        return float(self._concrete("float()"))
+        return float(self._number("float()"))
+
+    def __complex__(self):
+        return complex(self._number("complex()"))
 
     def __int__(self):
         return int(self._concrete("int()"))
@@ -180,7 +189,7 @@ class Tracer:
         return int(self._concrete("use as an index"))
 
     def item(self):
-        return self._concrete(".item()").item()
+        return self._number(".item()").item()
 
     def __array__(self, *args, **kwargs):
         raise TypeError(
@@ -273,6 +282,12 @@ class Trace:
     def concrete(tracer, why):
         raise NotImplementedError
 
+    @classmethod
+    def number(cls, tracer, why):
+        """The value for a conversion to a Python number; as `concrete` unless
+        the transform differentiates through the tracer."""
+        return cls.concrete(tracer, why)
+
 
 class MainTrace:
     __slots__ = ("level", "trace_type", "trace", "alive", "data")
@@ -339,6 +354,9 @@ def bind(prim, args, params):
 def eval_primitive(prim, args, params):
     """Run a primitive on concrete arrays of the active backend."""
     be = backend.current()
+    if backend.deleted:
+        for a in args:
+            backend.check_live(a, f"gnp.{prim.name}")
     ok = be.ok_types
     for a in args:
         if type(a) not in ok:

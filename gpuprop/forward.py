@@ -10,8 +10,8 @@ import numpy as np
 
 from . import core
 from .autodiff import jacrev, vjp
-from .core import (PrimalTracer, ShapedArray, Trace, bind, eval_primitive, new_main, shape_of,
-                   size_of)
+from .core import (PrimalTracer, ShapedArray, Trace, Tracer, bind, eval_primitive, new_main,
+                   shape_of, size_of)
 from .numpy import elementwise as ew
 from .numpy._base import zeros_like
 from .numpy.shape import reshape, stack
@@ -83,6 +83,19 @@ class JVPTrace(Trace):
         return JVPTracer(self, out, t) if _inexact(out) else out
 
     concrete = staticmethod(core.concrete_primal)
+
+    @staticmethod
+    def number(tracer, why):
+        """float(t) & co make a Python number, a constant to differentiation:
+        refused where t carries a tangent."""
+        if tracer.tangent is not None:
+            raise TypeError(
+                f"jvp: {why} of a traced value ({tracer.aval}) that depends on the "
+                f"differentiated input would silently drop its tangent (a Python number "
+                f"is a constant). Keep it an array: compute with gpuprop.numpy; for a "
+                f"value meant as a constant, convert gpuprop.stop_gradient(t)")
+        p = tracer.primal
+        return p._number(why) if isinstance(p, Tracer) else p
 
 
 def _transposed_vjp(prim):

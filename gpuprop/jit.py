@@ -26,7 +26,7 @@ from .forward import _inexact, check_tangent, float0, jvp
 from .compile import compile_program
 from .compile.passes import optimize
 from .ir import Eqn, Literal, Program, Var
-from .tree import tree_flatten, tree_map, tree_unflatten
+from .tree import tree_flatten, tree_leaves_with_path, tree_map, tree_unflatten
 
 log = logging.getLogger("gpuprop.jit")
 
@@ -202,9 +202,17 @@ class Compiled:
     launches = property(lambda self: self.run.launches)
 
     def __call__(self, leaves):
-        if self.donate:
-            self._check_donation(leaves)
-        return tree_unflatten(self.out_tree, self.run(leaves))
+        if not self.donate:
+            return tree_unflatten(self.out_tree, self.run(leaves))
+        self._check_donation(leaves)
+        outs = self.run(leaves)
+        # a donated array is deleted, as in JAX: its buffer may hold a result
+        # now; a result written into it comes back as a new array object (a view)
+        donated = {id(leaves[i]) for i in self.donate}
+        outs = [o.view() if id(o) in donated else o for o in outs]
+        for i in self.donate:
+            backend.delete(leaves[i])
+        return tree_unflatten(self.out_tree, outs)
 
     def _check_donation(self, leaves):
         """A donated buffer may be overwritten while the program runs: it must
@@ -302,14 +310,33 @@ class Jitted:
                 # from 0.0 and finds nan equal to nan
                 sig.append((t, repr(x)))
             elif t in be.ok_types or isinstance(x, be.array_types):
+                if backend.deleted:
+                    backend.check_live(x, f"jit({self.__name__})")
                 sig.append((x.shape, x.dtype))
                 arrays.append(x)
             elif isinstance(x, Tracer):
                 raise core.leaked(x)
-            else:
+            elif hasattr(x, "shape") and hasattr(x, "dtype"):   # another backend's array
                 raise backend.mismatch(f"jit({self.__name__})", x, be)
+            else:
+                raise self._not_an_array(args, kwargs, x)
         key = Signature(be.name, tree, tuple(sig), static, static_kw, core.debug.nans)
         return key, arrays
+
+    def _not_an_array(self, args, kwargs, x):
+        """A leaf that is neither an array nor a number: where it is, and
+        that its argument should be static."""
+        pos, _, dkw = self._split(args, kwargs)
+        names = _arg_names(self.fun, len(args))
+        places = [(names[i], a) for i, a in enumerate(args) if i not in pos] + list(dkw.items())
+        where = next(f"{name!r}{path}" for name, a in places
+                     for path, leaf in tree_leaves_with_path(a) if leaf is x)
+        return TypeError(
+            f"jit({self.__name__}): argument {where} is a {type(x).__name__} ({x!r:.60}), "
+            f"not an array: jit traces arrays and numbers only. Mark the argument static "
+            f"(jit(f, static_argnums=...) or static_argnames=...: each value compiles "
+            f"its own program), or close over it; a container class of arrays: register it "
+            f"as a pytree node (gpuprop.register_pytree_node)")
 
     def _compile(self, key, args, kwargs):
         with self._lock:

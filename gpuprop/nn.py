@@ -16,6 +16,7 @@ import numpy as np
 
 from . import numpy as gnp
 from . import serialization
+from .core import Tracer
 from .devices import asarray
 from .optim import sum_of_squares
 from .tree import tree_structure
@@ -217,6 +218,18 @@ def one_hot(labels, num_classes, dtype=np.float32):
     return gnp.astype(_label_mask(labels, num_classes), dtype)
 
 
+def _check_label_range(labels, num_classes):
+    """Labels outside [0, num_classes) would select no class and add 0 to the
+    loss: refused when their values are known (eagerly, not under jit)."""
+    if isinstance(labels, Tracer) or not labels.size:
+        return
+    lo, hi = int(gnp.min(labels)), int(gnp.max(labels))
+    if lo < 0 or hi >= num_classes:
+        raise ValueError(f"softmax_cross_entropy: labels must lie in [0, {num_classes}) "
+                         f"for logits of {num_classes} classes, got labels from {lo} to "
+                         f"{hi}; check the dataset's labels or the size of the last layer")
+
+
 def softmax_cross_entropy(logits, labels):
     """Mean over the batch of -log softmax(logits)[label].  `labels` are
     integers of shape logits.shape[:-1], or one-hot (or soft) targets of the
@@ -228,6 +241,7 @@ def softmax_cross_entropy(logits, labels):
                              f"{tuple(labels.shape)} for logits of shape "
                              f"{tuple(logits.shape)}; the labels' shape must be the "
                              f"logits' without the class axis, {tuple(logits.shape[:-1])}")
+        _check_label_range(labels, logits.shape[-1])
         # where, not one_hot * logp: safe for logits of -inf
         picked = gnp.where(_label_mask(labels, logits.shape[-1]), logp, 0.0)
     else:

@@ -184,13 +184,56 @@ def tree_structure(tree):
     return tree_flatten(tree)[1]
 
 
+def tree_leaves_with_path(tree):
+    """[(path, leaf)] in tree_flatten's order; a path is written as an index
+    into the tree: "['w'][0]", ".field" for a namedtuple's, "" for the root."""
+    leaves, td = tree_flatten(tree)
+    paths = []
+
+    def walk(td, path):
+        if td.kind is None:
+            paths.append(path)
+            return
+        fields = getattr(td.kind, "_fields", None)
+        for k, child in enumerate(td.children):
+            key = (f"[{td.data[k]!r}]" if td.kind is dict else
+                   f".{fields[k]}" if fields else f"[{k}]")
+            walk(child, path + key)
+    walk(td, "")
+    return list(zip(paths, leaves))
+
+
+def tree_difference(a, b):
+    """Where two TreeDefs first differ, in words (for error messages)."""
+    def walk(a, b, path):
+        where = f"at {path}" if path else "at the root"
+        if a.kind is not b.kind:
+            name = lambda td: "a leaf" if td.kind is None else getattr(td.kind, "__name__", td.kind)
+            return f"{where}: {name(a)} and {name(b)}"
+        if a.kind is dict and a.data != b.data:
+            only_a = [k for k in a.data if k not in b.data]
+            only_b = [k for k in b.data if k not in a.data]
+            return f"{where}: keys {only_a} only in the first, {only_b} only in the second"
+        if len(a.children) != len(b.children) or a.data != b.data:
+            return f"{where}: {a} and {b}"
+        fields = getattr(a.kind, "_fields", None)
+        for k, (ca, cb) in enumerate(zip(a.children, b.children)):
+            if ca is not cb:
+                key = (f"[{a.data[k]!r}]" if a.kind is dict else
+                       f".{fields[k]}" if fields else f"[{k}]")
+                return walk(ca, cb, path + key)
+        return f"{where}: {a} and {b}"
+    return walk(a, b, "")
+
+
 def tree_map(f, tree, *rest):
     """Apply `f` leafwise; `rest` are trees of the same structure."""
     leaves, td = tree_flatten(tree)
     others = []
-    for r in rest:
+    for k, r in enumerate(rest, start=1):
         rl, rtd = tree_flatten(r)
         if rtd != td:
-            raise ValueError(f"tree_map: structures differ: {td} and {rtd}")
+            raise ValueError(f"tree_map: structures differ: tree {k} differs from the "
+                             f"first {tree_difference(td, rtd)} ({td} and {rtd})")
         others.append(rl)
     return tree_unflatten(td, [f(*xs) for xs in zip(leaves, *others)])

@@ -16,7 +16,7 @@ from gpuprop.ir import Program, eval_program
 
 
 class StrictArray:
-    __slots__ = ("_a",)
+    __slots__ = ("_a", "__weakref__")
     __array_priority__ = 100    # below gpuprop's tracers, so they win mixed operators
 
     def __init__(self, a):

@@ -228,14 +228,12 @@ def run_fuzz_program(m, ops, outs, *xs):
 
 # ---- memory and processes -----------------------------------------------------------
 def weak_ref(a):
-    """A weak reference to a device array.  The strict backend's wrapper has no
-    __weakref__ slot; the NumPy buffer inside lives exactly as long as it."""
+    """A weak reference to a device array's buffer: for the strict backend's
+    wrapper, to the NumPy array inside, which lives as long as the buffer."""
     try:
-        return weakref.ref(a)
+        return weakref.ref(a._a if hasattr(a, "_a") else a)
     except TypeError:
-        if not hasattr(a, "_a"):
-            pytest.skip(f"{type(a).__name__} does not support weak references")
-        return weakref.ref(a._a)
+        pytest.skip(f"{type(a).__name__} does not support weak references")
 
 
 def find_mpiexec():

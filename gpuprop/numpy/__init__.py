@@ -13,22 +13,32 @@ from ..core import Tracer as _Tracer
 from .elementwise import (
     add, subtract, multiply, divide, true_divide, negative, power, exp, log, log1p,
     expm1, sqrt, square, reciprocal, sin, cos, tanh, logistic, sigmoid, abs, absolute,
-    sign, maximum, minimum, where, clip, astype, stop_gradient, greater,
+    sign, maximum, minimum, clip, astype, stop_gradient, greater,
     greater_equal, less, less_equal, equal, not_equal, logical_and, logical_or,
     logical_not, isfinite, isnan, tan, arcsin, arccos, arctan, arctan2, sinh, cosh,
     arcsinh, arccosh, arctanh, log2, log10, exp2, hypot, floor, ceil, rint, round,
-    around, asin, acos, atan, atan2, asinh, acosh, atanh)
-from .reductions import sum, prod, cumsum, mean, max, min, var, std, argmax, argmin
+    around, asin, acos, atan, atan2, asinh, acosh, atanh, remainder, mod, fmod, floor_divide,
+    divmod, fmax, fmin, fabs, sinc, deg2rad, radians, rad2deg, degrees, nan_to_num, heaviside,
+    copysign, trunc, signbit)
+from .reductions import (sum, prod, cumsum, cumprod, mean, max, min, var, std, argmax, argmin,
+                         diff, gradient, trapezoid)
 from .shape import (reshape, transpose, broadcast_to, swapaxes, moveaxis, squeeze,
                     expand_dims, ravel, getitem, concatenate, stack, flip, roll, pad,
-                    split, array_split, take, diagonal, triu, tril)
-from .products import matmul, dot, outer, tensordot, einsum, trace
+                    split, array_split, take, diagonal, triu, tril, rollaxis, atleast_1d,
+                    atleast_2d, atleast_3d, hstack, vstack, dstack, column_stack, row_stack,
+                    append, repeat, tile, hsplit, vsplit, dsplit, fliplr, flipud, rot90, diag,
+                    diagflat)
+from .products import (matmul, dot, inner, vdot, outer, kron, cross, tensordot, einsum, trace,
+                       convolve, correlate)
 from . import linalg
-from .composites import logsumexp, logaddexp, softmax, log_softmax, relu, softplus
+from .composites import logsumexp, logaddexp, logaddexp2, softmax, log_softmax, relu, softplus
+from .selection import (argsort, sort, take_along_axis, partition, argpartition, quantile,
+                        percentile, median, nansum, nanprod, nanmean, nanvar, nanstd, nanmax,
+                        nanmin, nanargmax, nanargmin, select, nonzero, where, unique, at)
 from . import creation
 from .creation import (
     asarray, array, zeros, ones, full, zeros_like, ones_like, full_like, arange,
-    linspace, eye, shape, ndim, size, float32, float64, int32, int64, bool_, pi, e,
+    linspace, logspace, eye, shape, ndim, size, r_, c_, float32, float64, int32, int64, bool_, pi, e,
     inf, nan, newaxis)
 
 amax, amin = max, min
@@ -41,7 +51,8 @@ def _swap(f):
 def _install_tracer_methods():
     T = _Tracer
     for name, f in [("add", add), ("sub", subtract), ("mul", multiply),
-                    ("truediv", divide), ("pow", power), ("matmul", matmul)]:
+                    ("truediv", divide), ("pow", power), ("matmul", matmul),
+                    ("mod", remainder), ("floordiv", floor_divide), ("divmod", divmod)]:
         setattr(T, f"__{name}__", f)
         setattr(T, f"__r{name}__", _swap(f))
     for name, f in [("lt", less), ("le", less_equal), ("gt", greater),
@@ -53,6 +64,8 @@ def _install_tracer_methods():
     T.__abs__ = abs
     T.__invert__ = logical_not
     T.__getitem__ = getitem
+    T.__setitem__ = _setitem
+    T.at = property(at)
     T.T = property(lambda self: transpose(self))
     T.reshape = lambda self, *shape: reshape(
         self, shape[0] if len(shape) == 1 and not isinstance(shape[0], int) else shape)
@@ -60,14 +73,25 @@ def _install_tracer_methods():
     for name, f in [("sum", sum), ("mean", mean), ("max", max), ("min", min),
                     ("var", var), ("std", std), ("argmax", argmax), ("argmin", argmin),
                     ("prod", prod), ("cumsum", cumsum), ("round", round),
-                    ("diagonal", diagonal), ("trace", trace), ("take", take)]:
+                    ("diagonal", diagonal), ("trace", trace), ("take", take),
+                    ("sort", sort), ("argsort", argsort), ("cumprod", cumprod)]:
         setattr(T, name, f)
     T.astype = astype
     T.squeeze = squeeze
-    T.ravel = ravel
+    T.ravel = T.flatten = ravel
+    T.mT = property(lambda self: swapaxes(self, -1, -2))
+    T.swapaxes = swapaxes
+    T.repeat = repeat
     T.clip = clip
     T.__array_ufunc__ = _array_ufunc
     T.__array_function__ = _array_function
+
+
+def _setitem(self, index, value):
+    raise TypeError(f"a gpuprop traced value ({self.aval}) cannot be assigned to in place "
+                    f"(t[{index!r}] = ...): arrays inside grad/jit are immutable. Use the "
+                    f"functional update t = t.at[{index!r}].set(value) (also .add, .multiply, "
+                    f".min, .max), as in JAX")
 
 
 def _unsupported(what):

@@ -30,23 +30,28 @@ def log_softmax(x, axis=-1):
 
 
 def relu(x):
-    """max(x, 0), with derivative 0 at 0."""
-    return ew.where(ew.greater(x, 0), x, 0.0)
+    """max(x, 0), with derivative 0 at 0; NaN stays NaN (a diverged model shows)."""
+    return ew.where(ew.less_equal(x, 0), 0.0, x)
 
 
 def softplus(x):
-    """log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)), stable for any x."""
-    return ew.add(relu(x), ew.log1p(ew.exp(ew.negative(ew.abs(x)))))
+    """log(1 + exp(x)), stable for any x: logaddexp(x, 0) (derivative 1/2 at 0)."""
+    return logaddexp(x, 0.0)
 
 
 def logaddexp(x, y):
-    """log(exp(x) + exp(y)) = max(x, y) + log1p(exp(-|x - y|)), stable for any
-    x, y; equal infinities give themselves, as in NumPy.  At x == y each
-    argument gets half of the gradient (the exact derivative)."""
-    # |x - y| is taken as 0 where x == y, without computing inf - inf there;
-    # p is an array when either argument is (a Python scalar stays weak)
-    same = ew.equal(x, y)
-    p, q = (y, x) if type(x) in (int, float) else (x, y)
-    p = ew.where(same, 0.0, p)
-    gap = ew.abs(ew.subtract(p, ew.where(same, p, q)))
-    return ew.add(ew.maximum(x, y), ew.log1p(ew.exp(ew.negative(gap))))
+    """log(exp(x) + exp(y)) = a + log1p(exp(b - a)) with a the larger argument
+    (x on a tie) and b the other: stable for any x, y, and the formula is exact
+    on either side, so every derivative is exact at x == y too (the first is
+    1/2 each, the second 1/4).  Equal infinities give themselves, as in NumPy."""
+    first = ew.greater_equal(x, y)
+    a, b = ew.where(first, x, y), ew.where(first, y, x)
+    # b - a is taken as 0 where both are the same infinity (inf - inf is nan)
+    same_inf = ew.logical_and(ew.equal(x, y), ew.logical_not(ew.isfinite(x)))
+    gap = ew.subtract(ew.where(same_inf, 0.0, b), ew.where(same_inf, 0.0, a))
+    return ew.add(a, ew.log1p(ew.exp(gap)))
+
+
+def logaddexp2(x, y):
+    """log2(2**x + 2**y), through logaddexp (stable, exact at ties)."""
+    return ew.divide(logaddexp(ew.multiply(x, ew.LN2), ew.multiply(y, ew.LN2)), ew.LN2)

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..core import Primitive, bind
 from ._base import batch_elementwise, broadcast_to, unbroadcast
-from ._rules import elementwise_aval
+from ._rules import dtype_of, elementwise_aval
 
 
 def _prim(name, impl, *vjp, **facts):
@@ -169,6 +169,20 @@ maximum_p = _prim("maximum", None,
                   _select_rule(True), _select_rule(False))
 minimum_p = _prim("minimum", None,
                   _select_rule(True), _select_rule(False))
+# fmax/fmin ignore a NaN operand: the cotangent goes to the other one
+fmax_p = _prim("fmax", None, _select_rule(True), _select_rule(False))
+fmin_p = _prim("fmin", None, _select_rule(True), _select_rule(False))
+trunc_p = _prim("trunc", None)
+signbit_p = _prim("signbit", None)
+floor_divide_p = _prim("floor_divide", None)      # derivative 0
+# x - y * floor(x / y) and x - y * trunc(x / y): derivative 1 in x, minus the
+# quotient in y (NumPy's own quotient, so the rule matches the value)
+remainder_p = _prim("remainder", None,
+                    lambda g, out, x, y: unbroadcast(g, x),
+                    lambda g, out, x, y: unbroadcast(negative(multiply(g, floor_divide(x, y))), y))
+fmod_p = _prim("fmod", None,
+               lambda g, out, x, y: unbroadcast(g, x),
+               lambda g, out, x, y: unbroadcast(negative(multiply(g, trunc(divide(x, y)))), y))
 where_p = _prim("where", None,
                 None,
                 lambda g, out, c, x, y: unbroadcast(where(c, g, 0.0), x),
@@ -221,6 +235,12 @@ def arctan2(y, x): return bind(arctan2_p, (y, x), {})
 def hypot(x, y): return bind(hypot_p, (x, y), {})
 def maximum(x, y): return bind(maximum_p, (x, y), {})
 def minimum(x, y): return bind(minimum_p, (x, y), {})
+def fmax(x, y): return bind(fmax_p, (x, y), {})
+def fmin(x, y): return bind(fmin_p, (x, y), {})
+def remainder(x, y): return bind(remainder_p, (x, y), {})
+def fmod(x, y): return bind(fmod_p, (x, y), {})
+def floor_divide(x, y): return bind(floor_divide_p, (x, y), {})
+def divmod(x, y): return floor_divide(x, y), remainder(x, y)
 def greater(x, y): return bind(greater_p, (x, y), {})
 def greater_equal(x, y): return bind(greater_equal_p, (x, y), {})
 def less(x, y): return bind(less_p, (x, y), {})
@@ -241,14 +261,61 @@ def _unary(prim):
 
 (negative, exp, log, log1p, expm1, sqrt, sin, cos, tanh, abs, sign, logical_not, isfinite,
  isnan, tan, arcsin, arccos, arctan, sinh, cosh, arcsinh, arccosh, arctanh, log2, log10, exp2,
- floor, ceil, rint) = map(_unary, (
+ floor, ceil, rint, trunc, signbit) = map(_unary, (
     negative_p, exp_p, log_p, log1p_p, expm1_p, sqrt_p, sin_p, cos_p, tanh_p, abs_p, sign_p,
     logical_not_p, isfinite_p, isnan_p, tan_p, arcsin_p, arccos_p, arctan_p, sinh_p, cosh_p,
-    arcsinh_p, arccosh_p, arctanh_p, log2_p, log10_p, exp2_p, floor_p, ceil_p, rint_p))
+    arcsinh_p, arccosh_p, arctanh_p, log2_p, log10_p, exp2_p, floor_p, ceil_p, rint_p, trunc_p,
+    signbit_p))
 
 
 def square(x): return multiply(x, x)
 def reciprocal(x): return divide(1.0, x)
+def deg2rad(x): return multiply(x, np.pi / 180)
+def rad2deg(x): return multiply(x, 180 / np.pi)
+
+
+def fabs(x):
+    """|x| as a float (NumPy's fabs makes integers float64)."""
+    return abs(x if np.dtype(dtype_of(x)).kind == "f" else astype(x, np.float64))
+
+
+def copysign(x1, x2):
+    """|x1| with the sign bit of x2 (-0.0 counts as negative, as in NumPy)."""
+    a = abs(x1)
+    return where(signbit(x2), negative(a), a)
+
+
+def heaviside(x1, x2):
+    """0 where x1 < 0, 1 where x1 > 0, x2 where x1 == 0 (NaN stays NaN);
+    differentiable in x2 only."""
+    step = where(less(x1, 0), 0.0, where(greater(x1, 0), 1.0, x2))
+    return where(isnan(x1), x1, step)
+
+
+def sinc(x):
+    """sin(pi x) / (pi x), 1 at 0.  Near 0 its Taylor series (exact to
+    rounding for |pi x| < 1e-3), so every derivative is right at 0 too."""
+    px = multiply(x, np.pi)
+    small = less(abs(px), 1e-3)
+    safe = where(small, 1.0, px)
+    p2 = multiply(px, px)
+    series = add(subtract(1.0, divide(p2, 6.0)), divide(multiply(p2, p2), 120.0))
+    return where(small, series, divide(sin(safe), safe))
+
+
+def nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None):
+    """NaN, +inf and -inf replaced by `nan`, `posinf` and `neginf` (default:
+    the dtype's largest and lowest finite values); the gradient passes where
+    x is finite."""
+    dt = np.dtype(dtype_of(x))
+    if dt.kind not in "fc":
+        return x
+    info = np.finfo(dt)
+    hi = float(info.max) if posinf is None else posinf
+    lo = float(info.min) if neginf is None else neginf
+    x = where(isnan(x), nan, x)
+    x = where(equal(x, np.inf), hi, x)
+    return where(equal(x, -np.inf), lo, x)
 
 
 def round(x, decimals=0):
@@ -298,6 +365,8 @@ def stop_gradient(x):
 
 true_divide = divide
 absolute = abs
+mod = remainder
+radians, degrees = deg2rad, rad2deg
 sigmoid = logistic
 around = round
 # NumPy 2's short names

@@ -3,6 +3,7 @@ broadcasting; dot, outer, tensordot, einsum and trace built on it (and on
 transpose, reshape, sum), so their derivatives are those of the pieces."""
 import numpy as np
 
+from .. import backend
 from ..core import Primitive, ShapedArray, bind, size_of
 from ._base import batch_broadcasting, batch_first, example_rank
 from ._rules import broadcast_shapes, dtype_of, ndim_of, shape_of
@@ -93,18 +94,64 @@ def matmul(a, b):
 
 
 def dot(a, b):
-    """NumPy's dot for operands of at most two dimensions."""
+    """NumPy's dot: a product for scalars, matmul up to two dimensions, and
+    beyond, the sum over a's last axis and b's second-to-last (not matmul's
+    batching)."""
     if ndim_of(a) == 0 or ndim_of(b) == 0:
         return ew.multiply(a, b)
-    if ndim_of(a) > 2 or ndim_of(b) > 2:
-        raise TypeError(f"gnp.dot: operands of shapes {shape_of(a)} and {shape_of(b)}; "
-                        f"dot of arrays with more than two dimensions is not supported "
-                        f"(it is not matmul): use gpuprop.numpy.matmul for batched products")
-    return matmul(a, b)
+    if ndim_of(a) <= 2 and ndim_of(b) <= 2:
+        return matmul(a, b)
+    return tensordot(a, b, ([-1], [-2 if ndim_of(b) > 1 else 0]))
+
+
+def inner(a, b):
+    """The sum over the last axes of a and b (a product for scalars)."""
+    if ndim_of(a) == 0 or ndim_of(b) == 0:
+        return ew.multiply(a, b)
+    return tensordot(a, b, ([-1], [-1]))
+
+
+def vdot(a, b):
+    """The dot product of the flattened arrays (real arrays: no conjugate)."""
+    return inner(sh.ravel(a), sh.ravel(b))
 
 
 def outer(a, b):
     return matmul(sh.reshape(a, (-1, 1)), sh.reshape(b, (1, -1)))
+
+
+def kron(a, b):
+    """The Kronecker product: each entry of a times b, the blocks laid out
+    as a (operands of different ranks get leading axes of length 1)."""
+    sa, sb = shape_of(a), shape_of(b)
+    n = max(len(sa), len(sb))
+    sa, sb = (1,) * (n - len(sa)) + sa, (1,) * (n - len(sb)) + sb
+    a2 = sh.reshape(a, tuple(d for k in sa for d in (k, 1)))
+    b2 = sh.reshape(b, tuple(d for k in sb for d in (1, k)))
+    return sh.reshape(ew.multiply(a2, b2), tuple(p * q for p, q in zip(sa, sb)))
+
+
+def cross(a, b, axisa=-1, axisb=-1, axisc=-1, axis=None):
+    """The cross product of 3-vectors (or 2-vectors, whose product is the
+    scalar z component) along the given axes, broadcast over the others."""
+    if axis is not None:
+        axisa = axisb = axisc = axis
+    a, b = sh.moveaxis(a, axisa, -1), sh.moveaxis(b, axisb, -1)
+    na, nb = shape_of(a)[-1], shape_of(b)[-1]
+    if na not in (2, 3) or nb not in (2, 3):
+        raise ValueError(f"gnp.cross: the vectors must have 2 or 3 components, got shapes "
+                         f"{shape_of(a)} and {shape_of(b)} along the chosen axes")
+    a0, a1, b0, b1 = a[..., 0], a[..., 1], b[..., 0], b[..., 1]
+    z = ew.subtract(ew.multiply(a0, b1), ew.multiply(a1, b0))
+    if na == nb == 2:
+        return z
+    a2 = a[..., 2] if na == 3 else 0.0
+    b2 = b[..., 2] if nb == 3 else 0.0
+    x = ew.subtract(ew.multiply(a1, b2), ew.multiply(a2, b1))
+    y = ew.subtract(ew.multiply(a2, b0), ew.multiply(a0, b2))
+    shape = broadcast_shapes("cross", *(ShapedArray(shape_of(v), "f") for v in (x, y, z)))
+    c = sh.stack([sh.broadcast_to(v, shape) for v in (x, y, z)], axis=-1)
+    return sh.moveaxis(c, -1, axisc)
 
 
 def _axes_list(name, axes, ndim, which):
@@ -150,14 +197,50 @@ def trace(x, offset=0, axis1=0, axis2=1):
 
 
 # ---- einsum -----------------------------------------------------------------
+_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _interleaved(args):
+    """einsum(x, [0, 1], y, [1, 2], [0, 2]) as (subscripts, operands)."""
+    def letters(sub):
+        return "".join("..." if s is Ellipsis else _LETTERS[int(s)] for s in sub)
+    pairs = args[:len(args) - len(args) % 2]
+    spec = ",".join(letters(sub) for sub in pairs[1::2])
+    if len(args) % 2:           # the output's sublist
+        spec += "->" + letters(args[-1])
+    return spec, list(pairs[0::2])
+
+
+def _expand_ellipsis(spec, operands):
+    """Each '...' replaced by letters unused elsewhere, right-aligned across
+    the operands as broadcasting aligns their axes."""
+    lhs, arrow, out = spec.partition("->")
+    ins = lhs.split(",")
+    free = [c for c in _LETTERS if c not in spec]
+    counts = [ndim_of(x) - len(t.replace("...", "")) if "..." in t else 0
+              for x, t in zip(operands, ins)]
+    for x, t, c in zip(operands, ins, counts):
+        if c < 0:
+            raise ValueError(f"gnp.einsum({spec!r}): subscripts {t!r} name more axes than "
+                             f"the operand of shape {shape_of(x)} has")
+    width = max(counts, default=0)
+    dots = "".join(free[:width])
+    ins = [t.replace("...", dots[width - c:]) for t, c in zip(ins, counts)]
+    if arrow:
+        out = out.replace("...", dots)
+    else:       # implicit output: the broadcast axes first, then the labels seen once
+        letters = "".join(t.replace("...", "") for t in lhs.split(","))
+        out = dots + "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    return ",".join(ins) + "->" + out
+
+
 def _parse_einsum(subscripts, operands):
-    if not isinstance(subscripts, str):
-        raise TypeError("gnp.einsum: the subscripts must be a string such as 'ij,jk->ik' "
-                        "(the interleaved operand/sublist form is not supported)")
     spec = subscripts.replace(" ", "")
     if "." in spec:
-        raise NotImplementedError(f"gnp.einsum({subscripts!r}): ellipses are not "
-                                  f"supported; name every axis")
+        if len(operands) != len(spec.partition("->")[0].split(",")):
+            raise ValueError(f"gnp.einsum({subscripts!r}): {len(spec.split(','))} operand "
+                             f"subscripts for {len(operands)} operands")
+        spec = _expand_ellipsis(spec, operands)
     lhs, arrow, out = spec.partition("->")
     ins = lhs.split(",")
     if len(ins) != len(operands):
@@ -226,10 +309,13 @@ def _einsum_pair(x, tx, y, ty, keep, sizes):
 
 
 def einsum(subscripts, *operands, optimize=False):
-    """Einstein summation with NumPy's subscripts ('ij,jk->ik', 'bij,bjk->bik',
-    'i,i->', 'ij->ji', 'ii->i', implicit output; no ellipsis): operands are
-    contracted left to right, each pair by one batched matmul (`optimize` is
-    accepted and ignored).  Size-1 axes broadcast, as in NumPy."""
+    """Einstein summation with NumPy's subscripts ('ij,jk->ik', '...ij,...jk',
+    'i,i->', 'ij->ji', 'ii->i', implicit output) or its interleaved form
+    einsum(x, [0, 1], y, [1, 2], [0, 2]): operands are contracted left to
+    right, each pair by one batched matmul (`optimize` is accepted and
+    ignored).  Size-1 axes broadcast, as in NumPy."""
+    if not isinstance(subscripts, str):
+        subscripts, operands = _interleaved((subscripts,) + operands)
     if not operands:
         raise ValueError("gnp.einsum: needs at least one operand")
     ins, out, sizes = _parse_einsum(subscripts, operands)
@@ -243,3 +329,32 @@ def einsum(subscripts, *operands, optimize=False):
     x = sh.transpose(x, [tx.index(c) for c in out])
     dtype = np.result_type(*[dtype_of(v) for v in operands])
     return x if dtype_of(x) == dtype else ew.astype(x, dtype)
+
+
+# ---- convolution ------------------------------------------------------------
+def convolve(a, v, mode="full"):
+    """The discrete 1-D convolution of a and v, NumPy's modes 'full', 'same'
+    and 'valid': one matmul of the longer operand's sliding windows (a gather)
+    with the other reversed, so both get gradients."""
+    if ndim_of(a) != 1 or ndim_of(v) != 1 or not shape_of(a)[0] or not shape_of(v)[0]:
+        raise ValueError(f"gnp.convolve: needs two non-empty 1-D arrays, got shapes "
+                         f"{shape_of(a)} and {shape_of(v)}")
+    if shape_of(v)[0] > shape_of(a)[0]:
+        a, v = v, a
+    n, m = shape_of(a)[0], shape_of(v)[0]
+    starts = {"full": range(-(m - 1), n), "same": range(-(m // 2), n - m // 2),
+              "valid": range(0, n - m + 1)}.get(mode)
+    if starts is None:
+        raise ValueError(f"gnp.convolve: mode must be 'full', 'same' or 'valid', got {mode!r}")
+    padded = sh.pad(a, (m - 1, m - 1))
+    index = np.asarray(list(starts))[:, None] + (m - 1) + np.arange(m)[None, :]
+    windows = sh.getitem(padded, backend.asarray(index))
+    return matmul(windows, sh.flip(v))
+
+
+def correlate(a, v, mode="valid"):
+    """NumPy's correlate of real 1-D arrays: sum_n a[n + k] v[n], i.e. the
+    convolution with v reversed (default mode 'valid', as NumPy)."""
+    if ndim_of(v) == 1 and ndim_of(a) == 1 and shape_of(v)[0] > shape_of(a)[0]:
+        return sh.flip(convolve(v, sh.flip(a), mode))
+    return convolve(a, sh.flip(v) if ndim_of(v) == 1 else v, mode)

@@ -126,6 +126,86 @@ def cumsum(x, axis=None):
     return bind(cumsum_p, (x,), {"axis": axis})
 
 
+def cumprod(x, axis=None):
+    """Cumulative product along one axis (the flattened array for None): the
+    log-depth scan of _exclusive_cumprod times x, so its derivatives are exact
+    with zeros anywhere."""
+    if axis is None:
+        x, axis = sh.ravel(x), 0
+    (axis,) = normalize_axis("cumprod", _single_axis("cumprod", axis), ndim_of(x))
+    if shape_of(x)[axis] == 0:
+        return ew.astype(x, sum_dtype(dtype_of(x)))
+    last = sh.moveaxis(x, axis, -1)
+    return sh.moveaxis(ew.multiply(_exclusive_cumprod(last), last), -1, axis)
+
+
+def diff(a, n=1, axis=-1, prepend=None, append=None):
+    """The n-th differences along `axis`, with `prepend`/`append` joined first."""
+    axis = _single_axis("diff", axis)
+    (axis,) = normalize_axis("diff", axis, ndim_of(a))
+    parts = [sh.broadcast_to(v, shape_of(a)[:axis] + (1,) + shape_of(a)[axis + 1:])
+             if ndim_of(v) == 0 else v for v in (prepend, a, append) if v is not None]
+    if len(parts) > 1:
+        a = sh.concatenate(parts, axis=axis)
+    for _ in range(int(n)):
+        a = ew.subtract(sh.getitem(a, sh.along(axis, slice(1, None))),
+                        sh.getitem(a, sh.along(axis, slice(None, -1))))
+    return a
+
+
+def gradient(f, *varargs, axis=None, edge_order=1):
+    """NumPy's gradient for uniform spacings (scalars, one per axis or one for
+    all): central differences inside, one-sided ones of order `edge_order`
+    (1 or 2) at the ends.  A list of arrays for several axes, as NumPy's."""
+    n = ndim_of(f)
+    axes = list(range(n)) if axis is None else list(normalize_axis("gradient", axis, n)) \
+        if isinstance(axis, (tuple, list)) else [normalize_axis("gradient", axis, n)[0]]
+    if len(varargs) > 1:
+        spacing = list(varargs)
+    else:       # one spacing for every axis, 1 by default
+        spacing = list(varargs or [1.0]) * len(axes)
+    if len(spacing) != len(axes) or any(ndim_of(h) for h in spacing):
+        raise ValueError(f"gnp.gradient: give one scalar spacing, or one per axis "
+                         f"({len(axes)}); coordinate arrays are not supported")
+    if edge_order not in (1, 2):
+        raise ValueError(f"gnp.gradient: edge_order must be 1 or 2, got {edge_order}")
+    out = []
+    for ax, h in zip(axes, spacing):
+        length = shape_of(f)[ax]
+        if length < edge_order + 1:
+            raise ValueError(f"gnp.gradient: axis {ax} of length {length} needs at least "
+                             f"{edge_order + 1} points for edge_order={edge_order}")
+        at = lambda i: sh.getitem(f, sh.along(ax, i))
+        mid = ew.divide(ew.subtract(at(slice(2, None)), at(slice(None, -2))), 2.0)
+        if edge_order == 1:
+            first = ew.subtract(at(slice(1, 2)), at(slice(0, 1)))
+            last = ew.subtract(at(slice(-1, None)), at(slice(-2, -1)))
+        else:
+            first = ew.divide(ew.add(ew.add(ew.multiply(at(slice(0, 1)), -3.0),
+                                            ew.multiply(at(slice(1, 2)), 4.0)),
+                                     ew.negative(at(slice(2, 3)))), 2.0)
+            last = ew.divide(ew.add(ew.add(ew.multiply(at(slice(-1, None)), 3.0),
+                                           ew.multiply(at(slice(-2, -1)), -4.0)),
+                                    at(slice(-3, -2))), 2.0)
+        out.append(ew.divide(sh.concatenate([first, mid, last], axis=ax), h))
+    return out[0] if len(out) == 1 else out
+
+
+def trapezoid(y, x=None, dx=1.0, axis=-1):
+    """The integral of y along `axis` by the trapezoidal rule, over sample
+    points x (any array broadcasting against y; 1-D along `axis`) or a spacing dx."""
+    (axis,) = normalize_axis("trapezoid", _single_axis("trapezoid", axis), ndim_of(y))
+    if x is None:
+        d = dx
+    else:
+        d = diff(x, axis=-1 if ndim_of(x) == 1 else axis)
+        if ndim_of(x) == 1:
+            d = sh.reshape(d, (-1,) + (1,) * (ndim_of(y) - 1 - axis))
+    pairs = ew.add(sh.getitem(y, sh.along(axis, slice(1, None))),
+                   sh.getitem(y, sh.along(axis, slice(None, -1))))
+    return sum(ew.divide(ew.multiply(pairs, d), 2.0), axis=axis)
+
+
 def max(x, axis=None, keepdims=False):
     """Maximum; its gradient is shared equally among ties."""
     return bind_reduction(max_p, x, axis, keepdims)
@@ -154,7 +234,12 @@ def var(x, axis=None, keepdims=False, ddof=0):
 
 
 def std(x, axis=None, keepdims=False, ddof=0):
-    return ew.sqrt(var(x, axis, keepdims, ddof))
+    v = var(x, axis, keepdims, ddof)
+    if _count(x, axis, "std") == 1 and ddof == 0:
+        # one element: identically 0, and so is its derivative (sqrt's at 0
+        # would make it 0 * inf, NaN)
+        return v
+    return ew.sqrt(v)
 
 
 def _single_axis(name, axis):

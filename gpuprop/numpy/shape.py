@@ -14,17 +14,39 @@ from ._rules import dtype_of, ndim_of, normalize_axis, shape_of
 from . import elementwise as ew
 
 
-def swapaxes(x, a, b):
-    axes = list(range(ndim_of(x)))
-    axes[a], axes[b] = axes[b], axes[a]
-    return transpose(x, axes)
+def swapaxes(a, axis1, axis2):
+    n = ndim_of(a)
+    axis1, axis2 = _one_axis("swapaxes", axis1, n), _one_axis("swapaxes", axis2, n)
+    axes = list(range(n))
+    axes[axis1], axes[axis2] = axes[axis2], axes[axis1]
+    return transpose(a, axes)
 
 
-def moveaxis(x, source, destination):
-    n = ndim_of(x)
-    order = [a for a in range(n) if a != source % n]
-    order.insert(destination % n, source % n)
-    return transpose(x, order)
+def moveaxis(a, source, destination):
+    """Axes `source` (an int or a sequence) moved to `destination`."""
+    n = ndim_of(a)
+    src = [_one_axis("moveaxis", s, n) for s in np.atleast_1d(source).tolist()]
+    dst = [_one_axis("moveaxis", d, n) for d in np.atleast_1d(destination).tolist()]
+    if len(src) != len(dst) or len(set(src)) != len(src) or len(set(dst)) != len(dst):
+        raise ValueError(f"gnp.moveaxis: source {source} and destination {destination} "
+                         f"must be as many distinct axes")
+    order = [k for k in range(n) if k not in src]
+    for d, s in sorted(zip(dst, src)):
+        order.insert(d, s)
+    return transpose(a, order)
+
+
+def rollaxis(a, axis, start=0):
+    """NumPy's rollaxis: `axis` moved to just before position `start`."""
+    n = ndim_of(a)
+    axis = _one_axis("rollaxis", axis, n)
+    if not -n <= start <= n:
+        raise ValueError(f"gnp.rollaxis: start {start} is out of range for an array of "
+                         f"{n} dimension(s)")
+    start = start % (n + 1) if start < 0 else start
+    if axis < start:
+        start -= 1
+    return moveaxis(a, axis, start) if axis != start else a
 
 
 def squeeze(x, axis=None):
@@ -52,6 +74,22 @@ def ravel(x):
     return reshape(x, (-1,))
 
 
+def _atleast(n, arrays):
+    out = []
+    for a in arrays:
+        s = shape_of(a)
+        if len(s) < n:      # NumPy's placement: (N,) -> (1, N) -> (1, N, 1); (M, N) -> (M, N, 1)
+            s = ((1,) * (n - len(s)) + s if n < 3 or not s else
+                 (1,) + s + (1,) if len(s) == 1 else s + (1,))
+        out.append(reshape(a, s))
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+def atleast_1d(*arrays): return _atleast(1, arrays)
+def atleast_2d(*arrays): return _atleast(2, arrays)
+def atleast_3d(*arrays): return _atleast(3, arrays)
+
+
 # ---- indexing ---------------------------------------------------------------
 class Slice(NamedTuple):
     """A hashable slice (params must be hashable for jit's cache)."""
@@ -67,7 +105,7 @@ class Slice(NamedTuple):
 ARRAY = "<array>"    # placeholder in an index spec for an index-array argument
 
 
-def _spec(index):
+def index_spec(index):
     """Split a NumPy index into a hashable spec and its index arrays."""
     if not isinstance(index, tuple):
         index = (index,)
@@ -201,7 +239,7 @@ scatter_add_p = Primitive(
 def getitem(x, index):
     """x[index]: ints, slices, None, Ellipsis and integer arrays (a gather:
     repeated indices sum their cotangents), as in NumPy."""
-    spec, arrays = _spec(index)
+    spec, arrays = index_spec(index)
     return bind(getitem_p, (x, *arrays), {"spec": spec})
 
 
@@ -260,7 +298,114 @@ def _one_axis(name, axis, ndim):
     return normalize_axis(name, int(axis), ndim)[0]
 
 
-def _along(axis, index):
+def hstack(tup):
+    arrays = _as_list(atleast_1d(*tup))
+    return concatenate(arrays, axis=0 if ndim_of(arrays[0]) == 1 else 1)
+
+
+def vstack(tup):
+    return concatenate(_as_list(atleast_2d(*tup)), axis=0)
+
+
+def dstack(tup):
+    return concatenate(_as_list(atleast_3d(*tup)), axis=2)
+
+
+def column_stack(tup):
+    """1-D arrays become columns; 2-D arrays are stacked as they are."""
+    return concatenate([reshape(a, (-1, 1)) if ndim_of(a) < 2 else a for a in tup], axis=1)
+
+
+row_stack = vstack
+
+
+def _as_list(atleast):
+    return list(atleast) if isinstance(atleast, tuple) else [atleast]
+
+
+def append(arr, values, axis=None):
+    """arr and values joined (both flattened when axis is None)."""
+    if axis is None:
+        return concatenate([ravel(arr), ravel(values)], axis=0)
+    return concatenate([arr, values], axis=axis)
+
+
+def repeat(a, repeats, axis=None):
+    """Each entry repeated `repeats` times (an int, or one count per entry
+    along `axis`; constants): a gather, whose gradient sums the copies."""
+    if axis is None:
+        a, axis = ravel(a), 0
+    axis = _one_axis("repeat", axis, ndim_of(a))
+    if isinstance(repeats, Tracer):
+        raise TypeError("gnp.repeat: repeats must be constants (ints), not traced values: "
+                        "the result's shape depends on them")
+    n = shape_of(a)[axis]
+    counts = np.asarray(backend.to_host(repeats))
+    if counts.dtype.kind not in "iu" or counts.ndim > 1 or counts.size not in (1, n) \
+            or (counts < 0).any():
+        raise ValueError(f"gnp.repeat: repeats must be a non-negative int or one per entry "
+                         f"({n}) along axis {axis}, got {repeats!r}")
+    index = np.repeat(np.arange(n), np.broadcast_to(counts.reshape(-1), (n,)))
+    return getitem(a, along(axis, backend.asarray(index)))
+
+
+def tile(A, reps):
+    """A repeated `reps` times along each axis, as NumPy's tile: a broadcast
+    and a reshape, so the gradient sums the tiles."""
+    reps = (int(reps),) if np.ndim(reps) == 0 else tuple(int(r) for r in reps)
+    s = shape_of(A)
+    n = max(len(s), len(reps))
+    s, reps = (1,) * (n - len(s)) + s, (1,) * (n - len(reps)) + reps
+    spread = reshape(A, tuple(d for dim in s for d in (1, dim)))
+    full = broadcast_to(spread, tuple(d for r, dim in zip(reps, s) for d in (r, dim)))
+    return reshape(full, tuple(r * dim for r, dim in zip(reps, s)))
+
+
+def _split_along(name, axis, min_ndim):
+    def f(ary, indices_or_sections):
+        if ndim_of(ary) < min_ndim:
+            raise ValueError(f"gnp.{name}: needs an array of at least {min_ndim} "
+                             f"dimension(s), got shape {shape_of(ary)}")
+        return split(ary, indices_or_sections, 0 if name == "hsplit" and ndim_of(ary) == 1
+                     else axis)
+    f.__name__ = f.__qualname__ = name
+    return f
+
+
+hsplit, vsplit, dsplit = (_split_along("hsplit", 1, 1), _split_along("vsplit", 0, 2),
+                          _split_along("dsplit", 2, 3))
+
+
+def fliplr(m):
+    if ndim_of(m) < 2:
+        raise ValueError(f"gnp.fliplr: needs an array of at least 2 dimensions, got "
+                         f"shape {shape_of(m)}")
+    return flip(m, 1)
+
+
+def flipud(m):
+    if ndim_of(m) < 1:
+        raise ValueError("gnp.flipud: needs an array of at least 1 dimension")
+    return flip(m, 0)
+
+
+def rot90(m, k=1, axes=(0, 1)):
+    """m rotated by 90 degrees k times in the plane `axes` (NumPy's direction)."""
+    n = ndim_of(m)
+    a0, a1 = (_one_axis("rot90", a, n) for a in axes)
+    if a0 == a1:
+        raise ValueError(f"gnp.rot90: axes {axes} must be two different axes")
+    k %= 4
+    if k == 0:
+        return m
+    if k == 2:
+        return flip(m, (a0, a1))
+    perm = list(range(n))
+    perm[a0], perm[a1] = perm[a1], perm[a0]
+    return transpose(flip(m, a1), perm) if k == 1 else flip(transpose(m, perm), a1)
+
+
+def along(axis, index):
     """An index that applies `index` to one axis."""
     return (slice(None),) * axis + (index,)
 
@@ -290,8 +435,8 @@ def roll(x, shift, axis=None):
         n = shape_of(x)[a]
         if n and s % n:
             cut = n - s % n
-            x = concatenate([getitem(x, _along(a, slice(cut, None))),
-                             getitem(x, _along(a, slice(0, cut)))], axis=a)
+            x = concatenate([getitem(x, along(a, slice(cut, None))),
+                             getitem(x, along(a, slice(0, cut)))], axis=a)
     return x
 
 
@@ -359,7 +504,7 @@ def array_split(x, indices_or_sections, axis=0):
     else:
         cuts = [int(c) for c in indices_or_sections]
     starts, stops = [0] + cuts, cuts + [None]
-    return [getitem(x, _along(axis, slice(a, b))) for a, b in zip(starts, stops)]
+    return [getitem(x, along(axis, slice(a, b))) for a, b in zip(starts, stops)]
 
 
 def split(x, indices_or_sections, axis=0):
@@ -378,7 +523,7 @@ def take(a, indices, axis=None):
     gather, whose repeated indices sum their cotangents."""
     if axis is None:
         a, axis = ravel(a), 0
-    return getitem(a, _along(_one_axis("take", axis, ndim_of(a)), indices))
+    return getitem(a, along(_one_axis("take", axis, ndim_of(a)), indices))
 
 
 def diagonal(x, offset=0, axis1=0, axis2=1):
@@ -400,6 +545,25 @@ def diagonal(x, offset=0, axis1=0, axis2=1):
     stop = start + (length - 1) * (cols + 1) + 1 if length else start
     flat = reshape(x, tuple(rest) + (rows * cols,))
     return getitem(flat, (Ellipsis, slice(start, stop, cols + 1)))
+
+
+def diag(v, k=0):
+    """The k-th diagonal of a 2-D v, or a square matrix with 1-D v on its k-th
+    diagonal (a scatter into zeros, whose gradient is the gather back)."""
+    k = int(k)
+    if ndim_of(v) == 2:
+        return diagonal(v, k)
+    if ndim_of(v) != 1:
+        raise ValueError(f"gnp.diag: needs a 1-D or 2-D array, got shape {shape_of(v)}")
+    n = shape_of(v)[0]
+    m = n + abs(k)
+    rows = np.arange(n) + max(-k, 0)
+    index = (backend.asarray(rows), backend.asarray(rows + k))
+    return bind(scatter_add_p, (v, *index), {"spec": (ARRAY, ARRAY), "shape": (m, m)})
+
+
+def diagflat(v, k=0):
+    return diag(ravel(v), k)
 
 
 def _triangle(name, x, k, upper):
