@@ -17,7 +17,9 @@ from .elementwise import (
     greater_equal, less, less_equal, equal, not_equal, logical_and, logical_or,
     logical_not, isfinite, isnan, tan, arcsin, arccos, arctan, arctan2, sinh, cosh,
     arcsinh, arccosh, arctanh, log2, log10, exp2, hypot, floor, ceil, rint, round,
-    around, asin, acos, atan, atan2, asinh, acosh, atanh)
+    around, asin, acos, atan, atan2, asinh, acosh, atanh, bitwise_and, bitwise_or,
+    bitwise_xor, left_shift, right_shift, bitwise_left_shift, bitwise_right_shift,
+    nextafter, remainder, mod, bitcast, invert, bitwise_not)
 from .reductions import sum, prod, cumsum, mean, max, min, var, std, argmax, argmin
 from .shape import (reshape, transpose, broadcast_to, swapaxes, moveaxis, squeeze,
                     expand_dims, ravel, getitem, concatenate, stack, flip, roll, pad,
@@ -28,7 +30,8 @@ from .composites import logsumexp, logaddexp, softmax, log_softmax, relu, softpl
 from . import creation
 from .creation import (
     asarray, array, zeros, ones, full, zeros_like, ones_like, full_like, arange,
-    linspace, eye, shape, ndim, size, float32, float64, int32, int64, bool_, pi, e,
+    linspace, eye, shape, ndim, size, float32, float64, int32, int64, uint32, uint64,
+    bool_, pi, e,
     inf, nan, newaxis)
 
 amax, amin = max, min
@@ -40,18 +43,20 @@ def _swap(f):
 
 def _install_tracer_methods():
     T = _Tracer
+    # & | ^ ~ are NumPy's bitwise operators (on bool arrays: logical)
     for name, f in [("add", add), ("sub", subtract), ("mul", multiply),
-                    ("truediv", divide), ("pow", power), ("matmul", matmul)]:
+                    ("truediv", divide), ("pow", power), ("matmul", matmul),
+                    ("mod", remainder), ("and", bitwise_and), ("or", bitwise_or),
+                    ("xor", bitwise_xor), ("lshift", left_shift), ("rshift", right_shift)]:
         setattr(T, f"__{name}__", f)
         setattr(T, f"__r{name}__", _swap(f))
     for name, f in [("lt", less), ("le", less_equal), ("gt", greater),
-                    ("ge", greater_equal), ("eq", equal), ("ne", not_equal),
-                    ("and", logical_and), ("or", logical_or)]:
+                    ("ge", greater_equal), ("eq", equal), ("ne", not_equal)]:
         setattr(T, f"__{name}__", f)
     T.__neg__ = negative
     T.__pos__ = lambda self: self
     T.__abs__ = abs
-    T.__invert__ = logical_not
+    T.__invert__ = invert
     T.__getitem__ = getitem
     T.T = property(lambda self: transpose(self))
     T.reshape = lambda self, *shape: reshape(
