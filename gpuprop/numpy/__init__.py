@@ -20,7 +20,8 @@ from .elementwise import (
     around, asin, acos, atan, atan2, asinh, acosh, atanh, bitwise_and, bitwise_or,
     bitwise_xor, left_shift, right_shift, bitwise_left_shift, bitwise_right_shift,
     nextafter, remainder, mod, bitcast, invert, bitwise_not)
-from .reductions import sum, prod, cumsum, mean, max, min, var, std, argmax, argmin
+from .reductions import (sum, prod, cumsum, mean, max, min, var, std, argmax, argmin,
+                         argsort)
 from .shape import (reshape, transpose, broadcast_to, swapaxes, moveaxis, squeeze,
                     expand_dims, ravel, getitem, concatenate, stack, flip, roll, pad,
                     split, array_split, take, diagonal, triu, tril)
@@ -65,7 +66,8 @@ def _install_tracer_methods():
     for name, f in [("sum", sum), ("mean", mean), ("max", max), ("min", min),
                     ("var", var), ("std", std), ("argmax", argmax), ("argmin", argmin),
                     ("prod", prod), ("cumsum", cumsum), ("round", round),
-                    ("diagonal", diagonal), ("trace", trace), ("take", take)]:
+                    ("diagonal", diagonal), ("trace", trace), ("take", take),
+                    ("argsort", argsort)]:
         setattr(T, name, f)
     T.astype = astype
     T.squeeze = squeeze

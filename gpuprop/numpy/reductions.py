@@ -1,5 +1,5 @@
 """Reductions: sum, prod, max, min, cumsum (primitives), mean, var, std,
-argmax, argmin.
+argmax, argmin; argsort (a stable sort's order along one axis).
 
 `axis` is None, an int (negative counts from the end) or a tuple; the
 primitives receive it normalised to a sorted tuple of non-negative axes.
@@ -116,6 +116,23 @@ cumsum_p = Primitive(
     vjp=(lambda g, out, x, axis: sh.flip(cumsum(sh.flip(g, axis), axis), axis),), linear=True,
     batch=lambda prim, vals, dims, axis: (
         bind(prim, (moveaxis0(vals[0], dims[0]),), {"axis": axis + 1}), 0))
+
+
+# the order of a stable sort along one axis (not differentiable: integers)
+argsort_p = Primitive(
+    "argsort", lambda xp, x, axis: xp.argsort(x, axis=axis, kind="stable"),
+    lambda x, axis: ShapedArray(shape_of(x), np.dtype(np.intp)),
+    batch=lambda prim, vals, dims, axis: (
+        bind(prim, (moveaxis0(vals[0], dims[0]),), {"axis": axis + 1}), 0))
+
+
+def argsort(x, axis=-1):
+    """The indices that sort x along `axis` (the flattened array for None),
+    stably: equal entries keep their order (NumPy's kind='stable')."""
+    if axis is None:
+        x, axis = sh.ravel(x), 0
+    (axis,) = normalize_axis("argsort", _single_axis("argsort", axis), ndim_of(x))
+    return bind(argsort_p, (x,), {"axis": axis})
 
 
 def cumsum(x, axis=None):
