@@ -230,7 +230,8 @@ def _bitcast_impl(xp, x, dtype):
 
 
 def _bitcast_aval(x, dtype):
-    dtype = np.dtype(dtype)
+    if not isinstance(dtype, np.dtype):
+        raise TypeError(f"gnp.bitcast: dtype must be a numpy dtype, got {dtype!r}")
     if x.dtype.itemsize != dtype.itemsize:
         raise TypeError(f"gnp.bitcast: cannot view {x} as {dtype.name}: their items have "
                         f"{x.dtype.itemsize} and {dtype.itemsize} bytes; bitcast between "
