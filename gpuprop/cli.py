@@ -124,6 +124,9 @@ def _parser():
     a("--weight-decay", type=_real(0), help="adamw only (default 1e-4)")
     a("--clip-norm", type=_real(0, low_open=True), help="clip gradients to this global norm")
     a("--l2", type=_real(0), default=0.0, help="L2 penalty on the weights")
+    a("--dropout", type=_real(0, 1), default=0.0, metavar="RATE",
+      help="inverted dropout after each hidden activation in training, 0 <= RATE < 1 "
+           "(masks from gpuprop.random keys of --seed and the step; default 0: none)")
     a("--epochs", type=_integer(1),
       help="default: 10 (Fashion-MNIST), 30 (digits), 100 (spirals)")
     a("--batch-size", type=_integer(1),
@@ -417,13 +420,16 @@ def _run(args, be, comm):
              be.describe, ranks)
     settings = {_flag(k): getattr(args, k) for k in RUN_SETTINGS}
     settings["--dataset"] = name
+    if args.dropout:        # only when used: checkpoints from before the flag still resume
+        settings["--dropout"] = args.dropout
     trainer = Trainer(model.apply, model.init(), "cross_entropy", _optimizer(args, steps),
                       x_train, y_train, x_val, y_val,
                       epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                       regularizer=reg, checkpoint_dir=args.checkpoint_dir,
                       early_stopping=args.early_stopping, progress=args.progress, comm=comm,
                       x_test=ds.x_test, y_test=ds.y_test,
-                      test_every_epoch=args.test_every_epoch, settings=settings)
+                      test_every_epoch=args.test_every_epoch, settings=settings,
+                      dropout=args.dropout)
     try:
         trainer.fit(resume=args.resume)
     except KeyboardInterrupt:

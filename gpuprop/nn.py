@@ -4,6 +4,7 @@ initialisers and activations, losses and the accuracy metric.
     model = MLP([784, 256, 10], activation="relu", init="he", seed=0)
     params = model.init()                  # [{"W": (784, 256), "b": (256,)}, ...]
     logits = model.apply(params, x)        # x @ W + b, then the activation
+    logits = model.apply(params, x, key=gpuprop.random.key(0), dropout=0.5)   # training
     loss = softmax_cross_entropy(logits, labels)
 
 Parameters are drawn on the host with NumPy's Generator and then placed on
@@ -15,7 +16,7 @@ the last layer applies no activation (it gives logits or predictions).
 import numpy as np
 
 from . import numpy as gnp
-from . import serialization
+from . import random, serialization
 from .core import Tracer
 from .devices import asarray
 from .optim import sum_of_squares
@@ -83,10 +84,34 @@ def init_weight(rng, fan_in, fan_out, init="he", dtype=np.float32):
     return w.astype(dtype)
 
 
+# ---- dropout ----------------------------------------------------------------
+def check_rate(name, rate):
+    """`rate` if it is a dropout rate, 0 <= rate < 1; else a ValueError naming `name`."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating, np.integer)) \
+            or not 0 <= rate < 1:
+        raise ValueError(f"{name} must be a dropout rate with 0 <= rate < 1 (the fraction "
+                         f"of units zeroed), got {rate!r}")
+    return float(rate)
+
+
+def dropout(key, rate, x):
+    """Inverted dropout: each entry of x zeroed with probability `rate`,
+    the others scaled by 1 / (1 - rate) (so the expectation is x); the mask
+    comes from `key` (gpuprop.random), so the same key drops the same units
+    on every backend and under jit.  rate 0 returns x."""
+    rate = check_rate("nn.dropout: rate", rate)
+    if rate == 0:
+        return x
+    keep = random.bernoulli(key, 1.0 - rate, gnp.shape(x))
+    return gnp.where(keep, gnp.divide(x, 1.0 - rate), 0.0)
+
+
 # ---- the MLP ----------------------------------------------------------------
-def mlp_forward(params, x, activation="relu"):
+def mlp_forward(params, x, activation="relu", key=None, dropout_rate=0.0):
     """The MLP's output for inputs x of shape (batch, in): each layer
-    x @ W + b, the activation between layers, none after the last."""
+    x @ W + b, the activation between layers, none after the last.  With a
+    key, dropout at `dropout_rate` after each hidden activation (a key per
+    layer, folded in from `key`)."""
     h_fn = get_activation(activation)
     if not params:
         raise ValueError("mlp_forward: params is empty; build them with MLP(sizes).init()")
@@ -96,10 +121,13 @@ def mlp_forward(params, x, activation="relu"):
                          f"first layer, whose W has shape {tuple(w0.shape)}: the last axis "
                          f"of x must have {w0.shape[0]} features (reshape x, e.g. "
                          f"x.reshape(len(x), -1), or change the MLP's sizes[0])")
+    rate = check_rate("mlp_forward: dropout", dropout_rate)
     for i, layer in enumerate(params):
         x = gnp.add(gnp.matmul(x, layer["W"]), layer["b"])
         if i < len(params) - 1:
             x = h_fn(x)
+            if key is not None and rate:
+                x = dropout(random.fold_in(key, i), rate, x)
     return x
 
 
@@ -140,8 +168,10 @@ class MLP:
                  "b": asarray(np.zeros(n, self.dtype))}
                 for m, n in zip(self.sizes[:-1], self.sizes[1:])]
 
-    def apply(self, params, x):
-        return mlp_forward(params, x, self._h)
+    def apply(self, params, x, key=None, dropout=0.0):
+        """The outputs; with a key (gpuprop.random) and dropout > 0, inverted
+        dropout after each hidden activation (training); without, none."""
+        return mlp_forward(params, x, self._h, key, dropout)
 
     __call__ = apply
 

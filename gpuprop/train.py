@@ -39,7 +39,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import backend, data, distributed, nn, optim
+from . import backend, data, distributed, nn, optim, random
 from . import numpy as gnp
 from .autodiff import value_and_grad
 from .devices import asarray, device_put, to_numpy
@@ -60,20 +60,21 @@ class ResumeMismatchError(ValueError):
 
 # ---- the compiled functions -------------------------------------------------
 def _objective(apply, loss, regularizer):
-    def objective(params, x, y):
-        value = loss(apply(params, x), y)
+    def objective(params, x, y, *extra):
+        value = loss(apply(params, x, *extra), y)
         return value if regularizer is None else gnp.add(value, regularizer(params))
     return objective
 
 
 def make_train_step(apply, loss, optimizer, regularizer=None):
-    """The jitted step (params, opt_state, x, y) -> (params, opt_state, loss):
-    loss(apply(params, x), y) (+ regularizer(params)), its gradient, and one
-    optimizer update."""
+    """The jitted step (params, opt_state, x, y, *extra) -> (params,
+    opt_state, loss): loss(apply(params, x, *extra), y) (+ regularizer(params)),
+    its gradient, and one optimizer update.  `extra` (arrays) is what apply
+    takes beyond the inputs: the step number that dropout keys derive from."""
     objective = _objective(apply, loss, regularizer)
 
-    def train_step(params, opt_state, x, y):
-        value, grads = value_and_grad(objective)(params, x, y)
+    def train_step(params, opt_state, x, y, *extra):
+        value, grads = value_and_grad(objective)(params, x, y, *extra)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optim.apply_updates(params, updates), opt_state, value
 
@@ -81,8 +82,8 @@ def make_train_step(apply, loss, optimizer, regularizer=None):
 
 
 def make_grad_step(apply, loss, regularizer=None):
-    """The jitted (params, x, y) -> (loss, gradients) of one rank's share of
-    a batch; the data-parallel Trainer averages them over the ranks."""
+    """The jitted (params, x, y, *extra) -> (loss, gradients) of one rank's
+    share of a batch; the data-parallel Trainer averages them over the ranks."""
     return jit(value_and_grad(_objective(apply, loss, regularizer)))
 
 
@@ -93,6 +94,19 @@ def make_update(optimizer):
         return optim.apply_updates(params, updates), opt_state
 
     return jit(update)
+
+
+def _dropout_apply(apply, rate, seed, rank):
+    """apply with dropout, as a function of (params, x, step): the key of
+    each step is fold_in(key(seed), step) (then the rank's, in parallel), so
+    a resumed run draws the same masks; step is a uint32 array, traced."""
+    base = random.key(seed)
+    if rank is not None:
+        base = random.fold_in(base, rank)
+
+    def train_apply(params, x, step):
+        return apply(params, x, key=random.fold_in(base, step), dropout=rate)
+    return train_apply
 
 
 def make_eval_step(apply, loss, classify):
@@ -236,7 +250,8 @@ class Trainer:
                  drop_last=False, eval_batch_size=1024, regularizer=None,
                  checkpoint_dir=None, early_stopping=None, min_delta=0.0,
                  restore_best=True, progress=None, verbose=True, log_every=50, comm=None,
-                 x_test=None, y_test=None, test_every_epoch=False, settings=None):
+                 x_test=None, y_test=None, test_every_epoch=False, settings=None,
+                 dropout=0.0):
         if isinstance(loss, str):
             if loss not in nn.LOSSES:
                 raise ValueError(f"Trainer: unknown loss {loss!r}; choose one of "
@@ -266,6 +281,7 @@ class Trainer:
         if comm is not None and not isinstance(comm, distributed.Communicator):
             raise TypeError(f"Trainer: comm must be a gpuprop.distributed communicator "
                             f"(get_communicator()) or None, got {type(comm).__name__}")
+        self.dropout = nn.check_rate("Trainer: dropout", dropout)
         self.comm = comm
         self._root = comm is None or comm.is_root
         params = device_put(params)
@@ -278,6 +294,11 @@ class Trainer:
         self.x_val, self.y_val = self._check_other_set("val", x_val, y_val, dtype)
         self.x_test, self.y_test = self._check_other_set("test", x_test, y_test, dtype)
         self._dry_run(apply, params, loss, regularizer)
+        train_apply = apply
+        if self.dropout:
+            train_apply = _dropout_apply(apply, self.dropout, seed,
+                                         comm.rank if self._parallel else None)
+            self._dry_run_dropout(train_apply, params)
 
         self.apply, self.loss, self.optimizer = apply, loss, optimizer
         self.epochs, self.batch_size, self.eval_batch_size = epochs, batch_size, eval_batch_size
@@ -292,11 +313,11 @@ class Trainer:
         if self._parallel:
             self._same_settings_on_every_rank()
             params = comm.broadcast(params)
-            self._grad_step = make_grad_step(apply, loss, regularizer)
+            self._grad_step = make_grad_step(train_apply, loss, regularizer)
             self._update = make_update(optimizer)
             self._rows = asarray(np.arange(len(self.x_train)))
         else:
-            self._step = make_train_step(apply, loss, optimizer, regularizer)
+            self._step = make_train_step(train_apply, loss, optimizer, regularizer)
         self.rng = np.random.default_rng(seed)
         self._p = _Progress(params, optimizer.init(params), 0, 0, 0,
                             self.rng.bit_generator.state, 0.0, 0, (), float("nan"), 0,
@@ -339,6 +360,20 @@ class Trainer:
                                 f"{np.dtype(value.dtype)} of shape {tuple(value.shape)}")
             if self.classify:
                 _check_labels(yn, y, out.shape[-1])
+
+    def _dry_run_dropout(self, train_apply, params):
+        try:
+            train_apply(params, self.x_train[:2], asarray(np.uint32(0)))
+        except TypeError as e:
+            raise TypeError(f"Trainer: dropout={self.dropout} calls apply(params, x, key=..., "
+                            f"dropout=rate) in training, which fails ({e}); pass a model "
+                            f"whose apply takes a gpuprop.random key and a rate, such as "
+                            f"MLP.apply, or dropout=0") from e
+
+    def _extra(self, step):
+        """What the step passes to apply beyond the inputs: with dropout, the
+        number of steps done (a device uint32), from which the key derives."""
+        return (asarray(np.uint32(step)),) if self.dropout else ()
 
     @property
     def _parallel(self):
@@ -550,10 +585,11 @@ class Trainer:
             for xb, yb, *share in batches:
                 p = self._p
                 if self._parallel:
-                    params, opt_state, loss = self._parallel_step(p.params, p.opt_state,
-                                                                  xb, yb, share[1])
+                    params, opt_state, loss = self._parallel_step(
+                        p.params, p.opt_state, xb, yb, share[1], self._extra(p.step))
                 else:
-                    params, opt_state, loss = self._step(p.params, p.opt_state, xb, yb)
+                    params, opt_state, loss = self._step(p.params, p.opt_state, xb, yb,
+                                                         *self._extra(p.step))
                 size = share[0] if share else len(xb)
                 self._p = p._replace(params=params, opt_state=opt_state, batch=p.batch + 1,
                                      step=p.step + 1, pending=p.pending + ((loss, size),))
@@ -582,10 +618,10 @@ class Trainer:
             yield (self.x_train[mine], self.y_train[mine], len(rows),
                    part.stop - part.start)
 
-    def _parallel_step(self, params, opt_state, x, y, weight):
+    def _parallel_step(self, params, opt_state, x, y, weight, extra):
         """One data-parallel step: this rank's loss and gradients, their mean
         over the ranks weighted by rows (one collective), the update."""
-        loss, grads = self._grad_step(params, x, y)
+        loss, grads = self._grad_step(params, x, y, *extra)
         loss, grads = self.comm.allreduce_mean((loss, grads), weight=weight)
         params, opt_state = self._update(params, opt_state, grads)
         return params, opt_state, loss

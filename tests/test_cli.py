@@ -156,6 +156,13 @@ def test_resume_refuses_other_settings_naming_each(tmp_path):
     assert again["history"]["train_loss"] == first["history"]["train_loss"]
 
 
+def test_dropout_runs_and_resume_refuses_another_rate(tmp_path):
+    args = ["--checkpoint-dir", tmp_path / "ck", "--out", tmp_path / "out", "--dropout", "0.2"]
+    assert spirals(*args, cwd=tmp_path)[0] == 0
+    rc, _, err = spirals(*args[:-1], "0.5", "--resume", cwd=tmp_path)
+    assert rc == 2 and "--dropout 0.2 (now 0.5)" in err, err
+
+
 def test_a_checkpoint_holding_nan_is_not_resumed(tmp_path):
     args = ["--checkpoint-dir", tmp_path / "ck", "--out", tmp_path / "out"]
     assert spirals(*args, cwd=tmp_path)[0] == 0
@@ -181,6 +188,8 @@ BAD_FLAGS = {
     ("--subset", "-5"): "argument --subset: must be an integer >= 1, got -5",
     ("--subset", "5000"): "--subset 5000 exceeds the 720 training samples of spirals",
     ("--val-split", "1"): "argument --val-split: must be a finite number in [0, 1), got 1",
+    ("--dropout", "1"): "argument --dropout: must be a finite number in [0, 1), got 1",
+    ("--dropout", "-0.1"): "argument --dropout: must be a finite number in [0, 1), got -0.1",
     ("--momentum", "0.9"): "--momentum applies to --optimizer sgd or rmsprop, not adam",
     ("--weight-decay", "0.1"): "--weight-decay applies to --optimizer adamw, not adam",
     ("--warmup-steps", "5"): "--warmup-steps applies to --schedule warmup-cosine, not cosine",

@@ -105,8 +105,9 @@ def test_calling_the_backend_function_directly_equals_the_impl(prim):
     """impl_for skips the impl's frame for backend functions: same values."""
     xp = gp.backend.current().xp
     rng = np.random.default_rng(1)
-    arity = 2 if prim is matmul_p else _arity(prim)
-    xs = [dev(rng.uniform(0.2, 0.9, (3, 3))) for _ in range(arity)]
+    arity, dtype = (2, np.float64) if prim is matmul_p else _arity(prim)
+    scale = 100 if dtype == np.uint32 else 1
+    xs = [dev(rng.uniform(0.2, 0.9, (3, 3)) * scale, dtype) for _ in range(arity)]
     if prim is ew.where_p:
         xs[0] = dev(rng.uniform(size=(3, 3)) > 0.5)
     with np.errstate(all="ignore"):
@@ -116,12 +117,14 @@ def test_calling_the_backend_function_directly_equals_the_impl(prim):
 
 
 def _arity(prim):
-    for k in (1, 2, 3):
-        try:
-            prim.abstract_eval(*[gp.ShapedArray((3, 3), np.float64)] * k)
-            return k
-        except (TypeError, ValueError):
-            continue
+    """(number of arguments, a dtype it takes): float64, else uint32 (bits)."""
+    for dtype in (np.float64, np.uint32):
+        for k in (1, 2, 3):
+            try:
+                prim.abstract_eval(*[gp.ShapedArray((3, 3), dtype)] * k)
+                return k, dtype
+            except (TypeError, ValueError):
+                continue
     raise AssertionError(prim)
 
 

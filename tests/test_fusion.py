@@ -111,6 +111,16 @@ def more_math(x, y):
     return a * b + c, r * 0.25
 
 
+def bits(x, y):
+    """uint32 arithmetic (wrapping), bitwise operators and shifts (by the
+    width or more: 0), on bool masks too, as Threefry uses them."""
+    u = gnp.astype(gnp.abs(x) * 1e9, np.uint32)
+    v = gnp.astype(gnp.abs(y) * 7e8, np.uint32)
+    w = ((u ^ v) << 13 | (u >> 19)) + v * 2654435769 - (~u & 0xFFFF)
+    big = (w << 40) | (w >> 32)
+    return w, big + 1, ~(u > v) | ((x > 0) ^ (y > 0)), gnp.astype(w, x.dtype) * 0.5
+
+
 def repeated(x, w):
     """Two equal groups (same body and shapes) around a matmul: one kernel."""
     return gnp.abs(gnp.matmul(gnp.abs(x) * 2.0, w)) * 2.0
@@ -151,6 +161,8 @@ def args_of(name, dt):
     if name == "logic":
         x = dev(SPECIAL_X, dt)
         return x, dev(SPECIAL_Y, dt), dev([[0.0], [1.0], [-0.5]], dt), dev([[True, False] * 2])
+    if name == "bits":
+        return rand((3, 4), dt, 26), rand((4,), dt, 27)
     if name == "repeated":
         return rand((3, 4), dt, 14), rand((4, 4), dt, 15)
     if name == "more_math":
@@ -163,7 +175,7 @@ FUNCTIONS = dict(tanh_bcast=tanh_bcast, select_mix=select_mix, f64_prog=f64_prog
                  mlp_grad=gp.value_and_grad(mlp_loss),
                  piecewise_grad=gp.value_and_grad(piecewise_loss, argnums=(0, 1, 2)),
                  arith=arith, special=special, more_math=more_math,
-                 logic=logic, repeated=repeated, same_body_other_shapes=same_body_other_shapes)
+                 logic=logic, bits=bits, repeated=repeated, same_body_other_shapes=same_body_other_shapes)
 GOLDEN_DTYPES = dict(tanh_bcast=np.float32, select_mix=np.float32, f64_prog=np.float64,
                      mlp_grad=np.float32)
 CASES = [(name, dt) for name in FUNCTIONS for dt in (np.float32, np.float64)]
@@ -478,7 +490,7 @@ def test_the_programs_use_every_fusible_primitive():
     assert seen == set(fusion.EXPRESSIONS)
     kinds = {v.aval.dtype.name for name, dt in CASES for k in fused(program(name, dt))
              for v in k.outputs}
-    assert kinds == {"float32", "float64", "bool"}
+    assert kinds == {"float32", "float64", "bool", "uint32"}
 
 
 def needs_compiler():

@@ -184,3 +184,41 @@ def test_mlp_errors():
     with pytest.raises(ValueError, match=r"inputs of shape \(2, 5\) do not fit the first "
                                          r"layer, whose W has shape \(4, 3\)"):
         model.apply(model.init(), dev(np.ones((2, 5), np.float32)))
+
+
+# ---- dropout ----------------------------------------------------------------
+def test_dropout_is_inverted_and_driven_by_the_key():
+    key = gp.random.key(0)
+    x = dev(np.ones((200, 50), np.float32))
+    y = host(nn.dropout(key, 0.25, x))
+    assert set(np.unique(y)) == {0.0, np.float32(1 / 0.75)}
+    assert abs(np.mean(y == 0) - 0.25) < 0.02 and abs(y.mean() - 1) < 0.03
+    keep = host(gp.random.bernoulli(key, 0.75, (200, 50)))
+    np.testing.assert_array_equal(y != 0, keep)                 # the mask is the key's
+    np.testing.assert_array_equal(host(gp.jit(lambda k, x: nn.dropout(k, 0.25, x))(key, x)), y)
+    assert nn.dropout(key, 0.0, x) is x
+    for bad in (1.0, -0.1, "0.5", True):
+        with pytest.raises(ValueError, match="nn.dropout: rate must be a dropout rate with "
+                                             "0 <= rate < 1"):
+            nn.dropout(key, bad, x)
+
+
+def test_mlp_dropout_after_each_hidden_activation_only_with_a_key():
+    model = nn.MLP([3, 16, 16, 2], activation="tanh", seed=1)
+    params, x = model.init(), dev(np.random.default_rng(0).standard_normal((5, 3)), np.float32)
+    plain = host(model.apply(params, x))
+    np.testing.assert_array_equal(host(model.apply(params, x, dropout=0.5)), plain)   # no key
+    np.testing.assert_array_equal(host(model.apply(params, x, key=gp.random.key(0))), plain)
+    k = gp.random.key(3)
+    got = host(model.apply(params, x, key=k, dropout=0.5))
+    p = host(params)
+    h = x_host = host(x)
+    for i, layer in enumerate(p[:-1]):      # by hand: the mask of fold_in(key, layer)
+        h = np.tanh(h @ layer["W"] + layer["b"])
+        keep = host(gp.random.bernoulli(gp.random.fold_in(k, i), 0.5, h.shape))
+        h = np.where(keep, h / np.float32(0.5), 0)
+    want = h @ p[-1]["W"] + p[-1]["b"]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(got, plain) and x_host.shape == (5, 3)
+    g = gp.grad(lambda q: gnp.sum(model.apply(q, x, key=k, dropout=0.5) ** 2))(params)
+    assert np.all(np.isfinite(host(g[0]["W"])))

@@ -101,6 +101,39 @@ def test_resume_is_bit_identical(tmp_path):
         assert_same_trees(first.params, full.params)
 
 
+def test_dropout_resume_is_bit_identical_and_evaluation_never_drops(tmp_path):
+    full = make(tmp_path / "a", dropout=0.3)
+    full.fit()
+    first = make(tmp_path / "b", epochs=1, dropout=0.3)
+    first.fit()
+    resumed = make(tmp_path / "b", epochs=3, dropout=0.3)
+    resumed.fit(resume=True)
+    assert_same_trees(resumed.params, full.params)
+    assert resumed.history["train_loss"] == full.history["train_loss"]
+    plain = make(epochs=3)
+    plain.fit()
+    with pytest.raises(AssertionError):      # the masks did change training
+        assert_same_trees(plain.params, full.params)
+    # evaluation uses the model without dropout: the same loss twice, by hand
+    loss, _ = full.evaluate(XV, YV)
+    assert full.evaluate(XV, YV)[0] == loss
+    out = host(nn.MLP([4, 8, 3]).apply(full.params, dev(XV)))
+    logp = out - np.log(np.exp(out).sum(1, keepdims=True))
+    np.testing.assert_allclose(loss, -np.mean(logp[np.arange(len(YV)), YV]), rtol=1e-5)
+
+
+def test_dropout_needs_a_rate_and_a_model_that_takes_a_key():
+    for bad in (1.0, -0.5, 2):
+        with pytest.raises(ValueError, match=r"Trainer: dropout must be a dropout rate with "
+                                             r"0 <= rate < 1 .*got"):
+            make(dropout=bad)
+    model = nn.MLP([4, 8, 3])
+    with pytest.raises(TypeError, match=r"Trainer: dropout=0.5 calls apply\(params, x, "
+                                        r"key=\.\.\., dropout=rate\).*such as MLP.apply"):
+        Trainer(lambda p, x: model.apply(p, x), model.init(), "cross_entropy",
+                optim.adam(1e-2), X, Y, dropout=0.5)
+
+
 def test_ctrl_c_saves_a_checkpoint_and_resume_is_exact(tmp_path, caplog):
     full = make(tmp_path / "a")
     full.fit()

@@ -110,6 +110,8 @@ CASES = {
     "argmin": (lambda x: gnp.argmin(x, axis=0), [(2, 3)]),
     "cumsum": (lambda x: gnp.cumsum(x, axis=1), [(2, 3)]),
     "argsort": (lambda x: (gnp.argsort(x, axis=0), gnp.sort(x, axis=None)), [(3, 2)]),
+    "argsort-axes": (lambda x: (gnp.argsort(x), gnp.argsort(x, axis=0), gnp.argsort(x, None)),
+                [(2, 3)]),
     "getitem-basic": (lambda x: x[1:, None, ::-1, 0], [(3, 4, 2)]),
     "getitem-array": (lambda x: x[dev(IDX2), 1:], [(3, 4)]),
     # gnp.getitem: x may be a plain (unbatched) NumPy array, which a traced

@@ -27,7 +27,8 @@ from .fusion import Fuser, exact
 log = logging.getLogger("gpuprop.jit")
 
 MAX_ELEMENTS = 8192     # above this, NumPy's loops beat a C++ loop that indexes broadcasts
-NPY_TYPES = {"float32": "NPY_FLOAT32", "float64": "NPY_FLOAT64", "bool": "NPY_BOOL"}
+NPY_TYPES = {"float32": "NPY_FLOAT32", "float64": "NPY_FLOAT64", "bool": "NPY_BOOL",
+             "uint32": "NPY_UINT32"}
 
 _PRELUDE = r"""
 #define PY_SSIZE_T_CLEAN

@@ -41,7 +41,7 @@ class Fuser:
     takes_out: bool = False
     fuse_reductions: bool = False
 
-C_TYPES = {"float32": "float", "float64": "double", "bool": "bool"}
+C_TYPES = {"float32": "float", "float64": "double", "bool": "bool", "uint32": "unsigned int"}
 
 
 def _cast(t, x):
@@ -54,6 +54,16 @@ def _max(a, b):
 
 def _min(a, b):
     return f"(({a} != {a} || {a} < {b}) ? {a} : {b})"
+
+
+def _bitwise(op, logical):
+    """On bool operands (NumPy's & | ^ of masks) the logical operator."""
+    return lambda T, x, y: f"({x} {logical if T == 'bool' else op} {y})"
+
+
+def _shift(op):
+    """NumPy: a shift by the width or more gives 0 (in C++ it is undefined)."""
+    return lambda T, x, y: f"(({y}) < sizeof({T}) * 8 ? ({T})({x} {op} {y}) : ({T})0)"
 
 
 def _fn(name):
@@ -106,10 +116,25 @@ EXPRESSIONS = {
     ew.logical_not_p: ("bool", lambda T, x: f"(!{x})"),
     ew.isfinite_p: ("none", _fn("isfinite")),
     ew.isnan_p: ("none", _fn("isnan")),
+    ew.bitwise_and_p: ("out", _bitwise("&", "&&")),
+    ew.bitwise_or_p: ("out", _bitwise("|", "||")),
+    ew.bitwise_xor_p: ("out", _bitwise("^", "!=")),
+    ew.left_shift_p: ("out", _shift("<<")),
+    ew.right_shift_p: ("out", _shift(">>")),      # logical: on unsigned types only
+    ew.invert_p: ("out", lambda T, x: f"(!{x})" if T == "bool" else f"(({T})~{x})"),
     ew.astype_p: ("none", lambda T, x: _cast(T, x)),
     ew.stop_gradient_p: ("out", lambda T, x: x),
     _base.broadcast_to_p: ("out", lambda T, x: x),
 }
+# the primitives whose expressions are exact on unsigned integers (C++
+# unsigned arithmetic wraps as NumPy's does); the others (pow, libm
+# functions, fabs...) compute in floating point and stay NumPy's
+UNSIGNED = frozenset([
+    ew.add_p, ew.subtract_p, ew.multiply_p, ew.negative_p, ew.maximum_p, ew.minimum_p,
+    ew.clip_p, ew.where_p, ew.greater_p, ew.greater_equal_p, ew.less_p, ew.less_equal_p,
+    ew.equal_p, ew.not_equal_p, ew.bitwise_and_p, ew.bitwise_or_p, ew.bitwise_xor_p,
+    ew.left_shift_p, ew.right_shift_p, ew.invert_p, ew.astype_p, ew.stop_gradient_p,
+    _base.broadcast_to_p])
 # computed by libm, whose last bit may differ from NumPy's own loops
 TRANSCENDENTAL = frozenset([
     ew.power_p, ew.exp_p, ew.log_p, ew.log1p_p, ew.expm1_p, ew.sin_p, ew.cos_p, ew.tanh_p,
@@ -133,7 +158,9 @@ def fusible(e):
         dts.append(_promoted(e))
     except (TypeError, ValueError, OverflowError):
         return False
-    return all(dt.name in C_TYPES for dt in dts)
+    if not all(dt.name in C_TYPES for dt in dts):
+        return False
+    return e.prim in UNSIGNED or all(dt.kind != "u" for dt in dts)
 
 
 def _literal(x, T):

@@ -19,7 +19,9 @@ from .elementwise import (
     arcsinh, arccosh, arctanh, log2, log10, exp2, hypot, floor, ceil, rint, round,
     around, asin, acos, atan, atan2, asinh, acosh, atanh, remainder, mod, fmod, floor_divide,
     divmod, fmax, fmin, fabs, sinc, deg2rad, radians, rad2deg, degrees, nan_to_num, heaviside,
-    copysign, trunc, signbit)
+    copysign, trunc, signbit, bitwise_and, bitwise_or, bitwise_xor, left_shift,
+    right_shift, bitwise_left_shift, bitwise_right_shift, nextafter, bitcast, invert,
+    bitwise_not)
 from .reductions import (sum, prod, cumsum, cumprod, mean, max, min, var, std, argmax, argmin,
                          diff, gradient, trapezoid)
 from .shape import (reshape, transpose, broadcast_to, swapaxes, moveaxis, squeeze,
@@ -38,7 +40,8 @@ from .selection import (argsort, sort, take_along_axis, partition, argpartition,
 from . import creation
 from .creation import (
     asarray, array, zeros, ones, full, zeros_like, ones_like, full_like, arange,
-    linspace, logspace, eye, shape, ndim, size, r_, c_, float32, float64, int32, int64, bool_, pi, e,
+    linspace, logspace, eye, shape, ndim, size, r_, c_, float32, float64, int32, int64, uint32, uint64,
+    bool_, pi, e,
     inf, nan, newaxis)
 
 amax, amin = max, min
@@ -50,19 +53,21 @@ def _swap(f):
 
 def _install_tracer_methods():
     T = _Tracer
+    # & | ^ ~ are NumPy's bitwise operators (on bool arrays: logical)
     for name, f in [("add", add), ("sub", subtract), ("mul", multiply),
                     ("truediv", divide), ("pow", power), ("matmul", matmul),
-                    ("mod", remainder), ("floordiv", floor_divide), ("divmod", divmod)]:
+                    ("mod", remainder), ("floordiv", floor_divide), ("divmod", divmod),
+                    ("and", bitwise_and), ("or", bitwise_or), ("xor", bitwise_xor),
+                    ("lshift", left_shift), ("rshift", right_shift)]:
         setattr(T, f"__{name}__", f)
         setattr(T, f"__r{name}__", _swap(f))
     for name, f in [("lt", less), ("le", less_equal), ("gt", greater),
-                    ("ge", greater_equal), ("eq", equal), ("ne", not_equal),
-                    ("and", logical_and), ("or", logical_or)]:
+                    ("ge", greater_equal), ("eq", equal), ("ne", not_equal)]:
         setattr(T, f"__{name}__", f)
     T.__neg__ = negative
     T.__pos__ = lambda self: self
     T.__abs__ = abs
-    T.__invert__ = logical_not
+    T.__invert__ = invert
     T.__getitem__ = getitem
     T.__setitem__ = _setitem
     T.at = property(at)

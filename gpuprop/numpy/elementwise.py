@@ -8,7 +8,7 @@ backward pass.
 """
 import numpy as np
 
-from ..core import Primitive, bind
+from ..core import Primitive, ShapedArray, bind
 from ._base import batch_elementwise, broadcast_to, unbroadcast
 from ._rules import dtype_of, elementwise_aval
 
@@ -224,6 +224,39 @@ logical_not_p = _prim("logical_not", None)
 isfinite_p = _prim("isfinite", None)
 isnan_p = _prim("isnan", None)
 
+# ---- bits (integers; not differentiable) ------------------------------------
+# NumPy's ufuncs: unsigned arithmetic wraps modulo 2**bits, right_shift of an
+# unsigned integer is logical, a shift by the width or more gives 0.
+bitwise_and_p = _prim("bitwise_and", None)
+bitwise_or_p = _prim("bitwise_or", None)
+bitwise_xor_p = _prim("bitwise_xor", None)
+left_shift_p = _prim("left_shift", None)
+right_shift_p = _prim("right_shift", None)
+invert_p = _prim("invert", None)        # bitwise not (logical not on bool)
+# the next representable value of x towards y (the derivative in x is 1 almost
+# everywhere, but no rule is declared: it serves to make bounds open)
+nextafter_p = _prim("nextafter", None)
+
+
+def _bitcast_impl(xp, x, dtype):
+    return x.view(dtype)
+
+
+def _bitcast_aval(x, dtype):
+    if not isinstance(dtype, np.dtype):
+        raise TypeError(f"gnp.bitcast: dtype must be a numpy dtype, got {dtype!r}")
+    if x.dtype.itemsize != dtype.itemsize:
+        raise TypeError(f"gnp.bitcast: cannot view {x} as {dtype.name}: their items have "
+                        f"{x.dtype.itemsize} and {dtype.itemsize} bytes; bitcast between "
+                        f"types of one width (uint32 <-> float32, uint64 <-> float64)")
+    return ShapedArray(x.shape, dtype)
+
+
+# the same bits read as another type of the same width (JAX's
+# lax.bitcast_convert_type; NumPy's x.view(dtype)); a view of x
+bitcast_p = Primitive("bitcast", _bitcast_impl, _bitcast_aval, batch=batch_elementwise,
+                      view=True)
+
 
 # ---- the public functions ---------------------------------------------------
 def add(x, y): return bind(add_p, (x, y), {})
@@ -249,6 +282,23 @@ def equal(x, y): return bind(equal_p, (x, y), {})
 def not_equal(x, y): return bind(not_equal_p, (x, y), {})
 def logical_and(x, y): return bind(logical_and_p, (x, y), {})
 def logical_or(x, y): return bind(logical_or_p, (x, y), {})
+def bitwise_and(x, y): return bind(bitwise_and_p, (x, y), {})
+def bitwise_or(x, y): return bind(bitwise_or_p, (x, y), {})
+def bitwise_xor(x, y): return bind(bitwise_xor_p, (x, y), {})
+def left_shift(x, y): return bind(left_shift_p, (x, y), {})
+def right_shift(x, y): return bind(right_shift_p, (x, y), {})
+def nextafter(x, y): return bind(nextafter_p, (x, y), {})
+
+
+def bitcast(x, dtype):
+    """The bits of x read as `dtype`, of the same width (x.view(dtype))."""
+    dtype = np.dtype(dtype)
+    if getattr(x, "dtype", None) == dtype:
+        return x
+    if not hasattr(x, "dtype"):
+        raise TypeError(f"gnp.bitcast: x must be an array, got {type(x).__name__} "
+                        f"{x!r}; make it one with gnp.asarray(x, dtype)")
+    return bind(bitcast_p, (x,), {"dtype": dtype})
 
 
 def _unary(prim):
@@ -261,11 +311,11 @@ def _unary(prim):
 
 (negative, exp, log, log1p, expm1, sqrt, sin, cos, tanh, abs, sign, logical_not, isfinite,
  isnan, tan, arcsin, arccos, arctan, sinh, cosh, arcsinh, arccosh, arctanh, log2, log10, exp2,
- floor, ceil, rint, trunc, signbit) = map(_unary, (
+ floor, ceil, rint, trunc, signbit, invert) = map(_unary, (
     negative_p, exp_p, log_p, log1p_p, expm1_p, sqrt_p, sin_p, cos_p, tanh_p, abs_p, sign_p,
     logical_not_p, isfinite_p, isnan_p, tan_p, arcsin_p, arccos_p, arctan_p, sinh_p, cosh_p,
     arcsinh_p, arccosh_p, arctanh_p, log2_p, log10_p, exp2_p, floor_p, ceil_p, rint_p, trunc_p,
-    signbit_p))
+    signbit_p, invert_p))
 
 
 def square(x): return multiply(x, x)
@@ -371,4 +421,5 @@ sigmoid = logistic
 around = round
 # NumPy 2's short names
 asin, acos, atan, atan2 = arcsin, arccos, arctan, arctan2
+bitwise_left_shift, bitwise_right_shift, bitwise_not = left_shift, right_shift, invert
 asinh, acosh, atanh = arcsinh, arccosh, arctanh
