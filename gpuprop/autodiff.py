@@ -35,6 +35,17 @@ class Node:
         self.parents = parents
 
 
+class _MultiNode(Node):
+    """A recorded primitive with several results: each result's tracer holds
+    one of `handles` (None for an integer result), under which its
+    cotangent accumulates."""
+    __slots__ = ("handles",)
+
+
+class _Output:
+    __slots__ = ()
+
+
 class ReverseTracer(PrimalTracer):
     __slots__ = ("node",)
 
@@ -70,12 +81,22 @@ class ReverseTrace(Trace):
         # at the first level the primals are concrete: skip bind's search
         out = (eval_primitive(prim, primals, params) if self.first_level
                else bind(prim, primals, params))
+        if prim.multiple_results:
+            return self._record_multiple(prim, primals, out, params, parents)
         if (not prim.differentiable or out.dtype.kind not in "fc"
                 or parents.count(None) == len(parents)):
             return ReverseTracer(self, out, None)
         node = Node(prim, primals, out, params, parents)
         self.tape.append(node)          # creation order is a topological order
         return ReverseTracer(self, out, node)
+
+    def _record_multiple(self, prim, primals, outs, params, parents):
+        if not prim.differentiable or parents.count(None) == len(parents):
+            return [ReverseTracer(self, o, None) for o in outs]
+        node = _MultiNode(prim, primals, outs, params, parents)
+        node.handles = [_Output() if _inexact(o) else None for o in outs]
+        self.tape.append(node)
+        return [ReverseTracer(self, o, h) for o, h in zip(outs, node.handles)]
 
     def process_custom_vjp(self, fun, fwd, bwd, tracers):
         primals = [t.primal for t in tracers]
@@ -204,7 +225,9 @@ def backward_pass(tape, roots, release):
         cts[node] = ct if prev is None else ew.add(prev, ct)
     for node in reversed(tape):
         g = cts.pop(node, None)
-        if g is not None:
+        if g is None and type(node) is _MultiNode:
+            _multiple_vjp(node, cts)
+        elif g is not None:
             prim, args, params, out = node.prim, node.primals, node.params, node.out
             rules = prim.vjp
             for i, parent in enumerate(node.parents):
@@ -228,6 +251,25 @@ def backward_pass(tape, roots, release):
         if release:     # the rule too: a custom_vjp rule holds its residuals
             node.primals = node.out = node.params = node.prim = None
     return cts
+
+
+def _multiple_vjp(node, cts):
+    """The backward step of a primitive with several results: one rule call
+    with a cotangent per result (zeros for the results nothing used)."""
+    gs = [cts.pop(h, None) if h is not None else None for h in node.handles]
+    if all(g is None for g in gs):
+        return
+    gs = [zeros_like(o) if g is None and h is not None else g
+          for g, h, o in zip(gs, node.handles, node.out)]
+    args = node.primals
+    for i, (parent, c) in enumerate(zip(node.parents,
+                                        node.prim.vjp(gs, node.out, *args, **node.params))):
+        if parent is None or c is None:
+            continue
+        if c.dtype != args[i].dtype:
+            c = ew.astype(c, args[i].dtype)
+        prev = cts.get(parent)
+        cts[parent] = c if prev is None else ew.add(prev, c)
 
 
 def _check_differentiable(name, argnum, tree):

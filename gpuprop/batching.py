@@ -66,6 +66,8 @@ class BatchTrace(Trace):
         if prim.batch is None:
             raise NotImplementedError(f"vmap: gnp.{prim.name} has no batching rule")
         out, dim = prim.batch(prim, vals, dims, **params)
+        if prim.multiple_results:
+            return [o if d is None else BatchTracer(self, o, d) for o, d in zip(out, dim)]
         return out if dim is None else BatchTracer(self, out, dim)
 
     def _batched_all(self, tracers):

@@ -83,6 +83,9 @@ class Primitive:
                  indices): its JVP is the primitive applied to the tangent
     batch(prim, vals, dims, **params) -> (out, out_dim): the primitive on
                  values with a batch axis at dims[i] (None: unbatched)
+    multiple_results  impl and abstract_eval give a list; then `vjp` is one
+                 rule (gs, outs, *args, **params) -> a cotangent per argument,
+                 `jvp` gives a tangent per output, `batch` lists of outs and dims
 
     What executors and passes need (keyword-only):
     backend_fn   impl is `xp.<name>(*args, **params)`: called by name, directly
@@ -99,7 +102,7 @@ class Primitive:
     """
 
     def __init__(self, name, impl, abstract_eval, vjp=None, vjp_variadic=None, *,
-                 jvp=None, linear=False, batch=None, backend_fn=False, ufunc=False, takes_out=False, method=None, view=False,
+                 jvp=None, linear=False, batch=None, multiple_results=False, backend_fn=False, ufunc=False, takes_out=False, method=None, view=False,
                  reduce_ufunc=None, compose=None, is_identity=None, unit=None):
         self.name = name
         self.impl = impl
@@ -112,6 +115,7 @@ class Primitive:
             jvp = _linear_jvp(self)
         self.jvp = jvp
         self.batch = batch
+        self.multiple_results = multiple_results
         self.backend_fn = backend_fn
         self.ufunc = ufunc
         self.takes_out = takes_out or self.ufunc

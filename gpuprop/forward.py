@@ -57,6 +57,12 @@ class JVPTrace(Trace):
         primals, tangents = self._split(args)
         out = (eval_primitive(prim, primals, params) if self.first_level
                else bind(prim, primals, params))
+        if prim.multiple_results:
+            if all(t is None for t in tangents) or not prim.differentiable:
+                return out
+            ts = prim.jvp(tangents, out, *primals, **params)
+            return [JVPTracer(self, o, t) if t is not None and _inexact(o) else o
+                    for o, t in zip(out, ts)]
         if all(t is None for t in tangents) or not _inexact(out) or (
                 not prim.differentiable and prim.jvp is None):
             return out      # a constant here: zero tangent

@@ -40,10 +40,16 @@ class Literal:
 
 
 class Eqn:
+    """One primitive applied: `out` is its Var, or a tuple of Vars for a
+    primitive with multiple results (`outs` is always the tuple)."""
     __slots__ = ("prim", "inputs", "params", "out")
 
     def __init__(self, prim, inputs, params, out):
         self.prim, self.inputs, self.params, self.out = prim, inputs, params, out
+
+    @property
+    def outs(self):
+        return self.out if self.prim.multiple_results else (self.out,)
 
 
 class Program:
@@ -100,7 +106,7 @@ def format_program(prog):
     lines = [head]
     for e in prog.eqns:
         params = ", ".join(f"{k}={_fmt_param(v)}" for k, v in e.params.items())
-        lines.append(f"    {typed(e.out)} = {e.prim.name}"
+        lines.append(f"    {' '.join(typed(o) for o in e.outs)} = {e.prim.name}"
                      f"{'[' + params + ']' if params else ''} "
                      f"{' '.join(name(v) for v in e.inputs)}")
     lines.append(f"  in ({', '.join(name(v) for v in prog.outvars)}) }}")
@@ -122,7 +128,8 @@ def eval_program(prog, *args):
     def read(v):
         return v.value if isinstance(v, Literal) else env[v]
     for e in prog.eqns:
-        env[e.out] = bind(e.prim, tuple(map(read, e.inputs)), e.params)
+        out = bind(e.prim, tuple(map(read, e.inputs)), e.params)
+        env.update(zip(e.outs, out) if e.prim.multiple_results else [(e.out, out)])
     return [read(v) for v in prog.outvars]
 
 
@@ -154,10 +161,13 @@ def check(prog):
                 raise ProgramError(f"{prog.name}: equation {k} ({e.prim.name}) reads {v} "
                                    f"before it is defined")
         want = e.prim.abstract_eval(*[v.aval for v in e.inputs], **e.params)
-        if want != e.out.aval:
+        got = [o.aval for o in e.outs]
+        if (list(want) if e.prim.multiple_results else [want]) != got:
             raise ProgramError(f"{prog.name}: equation {k} ({e.prim.name}) has output "
-                               f"{e.out.aval}, its shape rule gives {want}")
-        define(e.out, f"the output of equation {k} ({e.prim.name})")
+                               f"{', '.join(map(str, got))}, its shape rule gives "
+                               f"{', '.join(map(str, want)) if e.prim.multiple_results else want}")
+        for o in e.outs:
+            define(o, f"the output of equation {k} ({e.prim.name})")
     for v in prog.outvars:
         if isinstance(v, Var) and v not in defined:
             raise ProgramError(f"{prog.name}: output {v} is never defined")

@@ -1,7 +1,7 @@
-"""Staging: make_ir and jit.
+"""jit and make_ir.
 
 `jit(f)` traces f once per signature (pytree structure, shapes, dtypes,
-static values, backend) with abstract tracers into a `Program`, optimises it
+static values, backend) with abstract tracers (gpuprop/staging.py) into a `Program`, optimises it
 (compile.passes) and compiles it for the active backend (compile: generated
 straight-line code with buffer reuse and fused kernels, optionally replayed
 as a CUDA graph).  Later calls with the same signature run only the compiled
@@ -21,112 +21,13 @@ import numpy as np
 
 from . import backend, core
 from .backend import PY_SCALARS
-from .core import ShapedArray, Trace, Tracer, TracerControlFlowError, new_main
+from .core import ShapedArray, Tracer
 from .forward import _inexact, check_tangent, float0, jvp
 from .compile import compile_program
-from .compile.passes import optimize
-from .ir import Eqn, Literal, Program, Var
-from .tree import tree_flatten, tree_leaves_with_path, tree_map, tree_unflatten
+from .staging import arg_names, stage
+from .tree import tree_flatten, tree_leaves_with_path, tree_unflatten
 
 log = logging.getLogger("gpuprop.jit")
-
-
-class StagingTracer(Tracer):
-    __slots__ = ("var",)
-
-    def __init__(self, trace, var):
-        self._trace = trace
-        self.var = var
-
-    @property
-    def aval(self):
-        return self.var.aval
-
-    shape = property(lambda self: core.shape_of(self.var.aval))
-    dtype = property(lambda self: self.var.aval.dtype if isinstance(self.var.aval, ShapedArray)
-                     else np.result_type(self.var.aval))
-
-
-class _Builder:
-    def __init__(self):
-        self.eqns = []
-        self.consts = {}        # id(value) -> (Var, value)
-
-
-class StagingTrace(Trace):
-    name = "jit"
-
-    def pure(self, val):
-        if type(val) in PY_SCALARS:
-            return StagingTracer(self, Literal(val))
-        be = backend.current()
-        if not (type(val) in be.ok_types or isinstance(val, be.array_types)):
-            raise backend.mismatch("jit (a constant captured by the function)", val, be)
-        consts = self.main.data.consts
-        hit = consts.get(id(val))
-        if hit is None:
-            hit = consts[id(val)] = (Var(ShapedArray(val.shape, val.dtype)), val)
-        return StagingTracer(self, hit[0])
-
-    lift = pure
-
-    def process_primitive(self, prim, args, params):
-        ins = [self.full_raise(a).var for a in args]
-        out_aval = prim.abstract_eval(*[v.aval for v in ins], **params)
-        deps = frozenset().union(*[v.deps for v in ins if isinstance(v, Var)])
-        out = Var(out_aval, deps)
-        self.main.data.eqns.append(Eqn(prim, ins, params, out))
-        return StagingTracer(self, out)
-
-    @staticmethod
-    def concrete(tracer, why):
-        deps = sorted(getattr(tracer.var, "deps", ()))
-        src = (f"depends on argument(s) {', '.join(deps)}" if deps else
-               "is computed while tracing")
-        raise TracerControlFlowError(
-            f"jit: {why} needs the value of a traced array {tracer.aval}, which {src}; "
-            f"under jit only shapes and dtypes are known while tracing. Mark the "
-            f"argument static (jit(f, static_argnums=...) or static_argnames=...) "
-            f"if its value decides the control flow, or use gnp.where to select values")
-
-
-def _arg_names(f, n):
-    try:
-        params = list(inspect.signature(f).parameters.values())
-    except (TypeError, ValueError):
-        params = []
-    names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return [names[i] if i < len(names) else f"args[{i}]" for i in range(n)]
-
-
-def stage(f, args, kwargs, static_argnums=(), name=None):
-    """Trace f on abstract values of (args, kwargs) into an optimised Program.
-    Array leaves become inputs; Python scalars and static arguments are
-    constants of the program.  Returns (program, output tree)."""
-    name = name or getattr(f, "__name__", "f")
-    names = _arg_names(f, len(args))
-    with new_main(StagingTrace, _Builder()) as main:
-        trace, invars = main.trace, []
-
-        def to_tracer(label):
-            def conv(x):
-                if type(x) in PY_SCALARS:
-                    return x
-                v = Var(ShapedArray(x.shape, x.dtype), frozenset([label]))
-                invars.append(v)
-                return StagingTracer(trace, v)
-            return conv
-
-        targs = [a if i in static_argnums else tree_map(to_tracer(names[i]), a)
-                 for i, a in enumerate(args)]
-        # in sorted order, as tree_flatten orders a dict: the order of the leaves
-        # Jitted passes to the compiled program
-        tkwargs = {k: tree_map(to_tracer(k), kwargs[k]) for k in sorted(kwargs)}
-        out = f(*targs, **tkwargs)
-        out_leaves, out_tree = tree_flatten(out)
-        outvars = [trace.full_raise(o).var for o in out_leaves]
-    consts = {v: val for v, val in main.data.consts.values()}
-    return optimize(Program(invars, consts, main.data.eqns, outvars, name)), out_tree
 
 
 def make_ir(f, static_argnums=()):
@@ -327,7 +228,7 @@ class Jitted:
         """A leaf that is neither an array nor a number: where it is, and
         that its argument should be static."""
         pos, _, dkw = self._split(args, kwargs)
-        names = _arg_names(self.fun, len(args))
+        names = arg_names(self.fun, len(args))
         places = [(names[i], a) for i, a in enumerate(args) if i not in pos] + list(dkw.items())
         where = next(f"{name!r}{path}" for name, a in places
                      for path, leaf in tree_leaves_with_path(a) if leaf is x)

@@ -16,7 +16,8 @@ import pytest
 
 import gpuprop as gp
 import gpuprop.numpy as gnp
-from gpuprop.jit import TracerControlFlowError, make_ir
+from gpuprop.core import TracerControlFlowError
+from gpuprop.jit import make_ir
 from gpuprop.compile.executor import make_steps, plan_memory
 from gpuprop.testing import check_grads
 from support import assert_same_trees, dev, host

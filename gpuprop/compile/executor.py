@@ -38,7 +38,8 @@ class Namer:
             self.names[v] = f"c{i}"
             self.namespace[f"c{i}"] = val
         for k, e in enumerate(prog.eqns):
-            self.names[e.out] = f"v{k}"
+            for j, o in enumerate(e.outs):
+                self.names[o] = f"v{k}_{j}" if e.prim.multiple_results else f"v{k}"
 
     def __call__(self, v):
         if isinstance(v, Literal):
@@ -60,7 +61,7 @@ class Step:
     def __init__(self, eqn=None, kernel=None):
         self.eqn, self.kernel = eqn, kernel
         self.inputs = kernel.inputs if kernel else eqn.inputs
-        self.outs = kernel.outputs if kernel else [eqn.out]
+        self.outs = kernel.outputs if kernel else list(eqn.outs)
 
     def prim(self):
         return self.eqn.prim if self.eqn else None
@@ -189,7 +190,9 @@ def generate(prog, xp, donate=(), fuser=None, keep=False):
             lines.append(f"    {', '.join(name(v) for v in st.outs)}, = "
                          f"{st.kernel.name}({', '.join(args)})")
         else:
-            lines.append(f"    {name(st.eqn.out)} = {_call(st.eqn, k, name, outs[k][0], ns)}")
+            targets = "".join(f"{name(o)}, " for o in st.outs) if st.eqn.prim.multiple_results \
+                else name(st.eqn.out)
+            lines.append(f"    {targets} = {_call(st.eqn, k, name, outs[k][0], ns)}")
         if check_nans:
             ins = "".join(f"{name(v)}, " for v in st.inputs)     # literals too: a nan
             lines.append(f"    _nan({k}, ({ins}), {name(st.outs[0])})")

@@ -341,7 +341,7 @@ def group_elementwise(prog, fusible):
                 where[e.out] = len(steps)
                 steps.append([e])
         else:
-            where[e.out] = len(steps)
+            where.update((o, len(steps)) for o in e.outs)
             steps.append([e])
     return steps
 

@@ -12,7 +12,7 @@ def dce(prog):
     live = {v for v in prog.outvars if isinstance(v, Var)}
     kept = []
     for e in reversed(prog.eqns):
-        if e.out in live:
+        if any(o in live for o in e.outs):
             kept.append(e)
             live.update(v for v in e.inputs if isinstance(v, Var))
     consts = {v: x for v, x in prog.consts.items() if v in live}
@@ -41,10 +41,10 @@ def cse(prog):
         except TypeError:
             hit, k = None, None
         if hit is not None:
-            rename[e.out] = hit
+            rename.update(zip(e.outs, hit))
             continue
         if k is not None:
-            seen[k] = e.out
+            seen[k] = e.outs
         eqns.append(e)
     outvars = [rename.get(v, v) if isinstance(v, Var) else v for v in prog.outvars]
     return Program(prog.invars, prog.consts, eqns, outvars, prog.name)
