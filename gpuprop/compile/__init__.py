@@ -50,12 +50,12 @@ def compile_program(prog, donate=(), cuda_graph=False):
     backend.  With `cuda_graph` on a CUDA backend, the compiled program is
     captured as a CUDA graph (elsewhere the flag changes nothing)."""
     be = backend.current()
-    if native_for(be):
+    capture = graph_capture_for(be) if cuda_graph else None
+    if capture is None and native_for(be):
         from . import native
         run = native.generate(prog, donate=donate)
         if run is not None:
             return run
-    capture = graph_capture_for(be) if cuda_graph else None
     run = executor.generate(prog, be.xp, donate=donate, fuser=fuser_for(be),
                             keep=capture is not None)
     return capture(run) if capture is not None else run

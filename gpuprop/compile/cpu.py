@@ -201,8 +201,7 @@ def load(source):
         with tempfile.TemporaryDirectory() as tmp:
             if path is None or not os.path.exists(path):
                 built = _compile(cxx, source.replace(MODULE, modname), modname, tmp)
-                if built is None:
-                    _loaded[modname] = None
+                if built is None:   # not remembered: another compiler may succeed
                     return None
                 try:
                     os.replace(built, path)     # atomic: concurrent builders agree
@@ -230,8 +229,7 @@ def _compile(cxx, source, modname, tmp):
     except (OSError, subprocess.TimeoutExpired) as e:
         failed, why = True, str(e)
     if failed:
-        log.warning("CPU compilation failed for this program (it runs on NumPy): "
-                    "%s failed:\n%s", cxx, why)
+        log.warning("CPU fusion disabled for this program: %s failed:\n%s", cxx, why)
         return None
     return out
 

@@ -35,6 +35,11 @@ CT = fusion.C_TYPES
 FLOATS = ("float32", "float64")
 
 _PRELUDE = r"""
+#include <cstddef>
+#include <cstdint>
+/* C linkage for what Python 3.11's tracemalloc.h declares without it */
+extern "C" int PyTraceMalloc_Track(unsigned int, uintptr_t, size_t);
+extern "C" int PyTraceMalloc_Untrack(unsigned int, uintptr_t);
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
@@ -83,6 +88,41 @@ template <typename T> static void sum_leading(const T* x, T* out, long long oute
     for (long long j = 0; j < inner; ++j) out[j] = (T)0 + x[j];
     for (long long i = 1; i < outer; ++i)
         for (long long j = 0; j < inner; ++j) out[j] += x[i * inner + j];
+}
+
+/* ufunc.reduce over the trailing axes: each row's first element, then the
+   loop in its reduce form (output as first operand, stride 0) over the rest */
+template <typename T> static void reduce_trailing(PyUFuncGenericFunction f, void* data, const T* x,
+                                                  T* out, long long kept, long long n) {
+    for (long long i = 0; i < kept; ++i) {
+        out[i] = x[i * n];
+        char* a[] = {(char*)(out + i), (char*)(x + i * n + 1), (char*)(out + i)};
+        npy_intp len = n - 1, s[] = {0, sizeof(T), 0};
+        f(a, &len, s, data);
+    }
+}
+
+/* ufunc.reduce over the leading axes: the first row, then the loop row by row */
+template <typename T> static void reduce_leading(PyUFuncGenericFunction f, void* data, const T* x,
+                                                 T* out, long long kept, long long n) {
+    for (long long j = 0; j < kept; ++j) out[j] = x[j];
+    for (long long i = 1; i < n; ++i) {
+        char* a[] = {(char*)out, (char*)(x + i * kept), (char*)out};
+        npy_intp len = kept, s[] = {sizeof(T), sizeof(T), sizeof(T)};
+        f(a, &len, s, data);
+    }
+}
+
+/* malloc and free, seen by tracemalloc as NumPy's buffers are */
+static void* tracked(size_t n) {
+    void* p = malloc(n);
+    if (!p) PyErr_NoMemory();
+    else PyTraceMalloc_Track(0, (uintptr_t)p, n);
+    return p;
+}
+
+static void untracked(void* p) {
+    if (p) { PyTraceMalloc_Untrack(0, (uintptr_t)p); free(p); }
 }
 
 static int find_loop(PyObject* numpy, const char* name, int nargs, const char* types,
@@ -209,11 +249,11 @@ def _gemm(e, made):
     return _origin(a, made) is not _origin(b, made)
 
 
-def _sum_layout(e):
-    """'trailing' or 'leading' for a float sum over trailing or leading axes
-    of a non-empty array, else None (NumPy runs it)."""
+def _reduce_layout(e):
+    """'trailing' or 'leading' for a float reduction over trailing or leading
+    axes of a non-empty array, else None (NumPy runs it)."""
     x = e.inputs[0]
-    if not isinstance(x, Var) or x.aval.dtype != e.out.aval.dtype or \
+    if not e.prim.reduce_ufunc or not isinstance(x, Var) or x.aval.dtype != e.out.aval.dtype or \
             x.aval.dtype.name not in FLOATS or size_of(x.aval.shape) == 0:
         return None
     nd, axes = len(x.aval.shape), e.params["axis"]
@@ -235,9 +275,13 @@ def _ufunc_types(e):
     if dt.name not in FLOATS or any(v.aval.dtype != dt or size_of(v.aval.shape) not in
                                     (1, size_of(e.out.aval.shape)) for v in ins):
         return None
-    types = dt.char * (len(e.inputs) + 1)
-    ufunc = getattr(np, e.prim.name)
-    return types if f"{types[:-1]}->{types[-1]}" in ufunc.types else None
+    return _loop_types(e.prim.name, dt, len(e.inputs))
+
+
+def _loop_types(name, dt, nin):
+    """The type characters of NumPy's loop of ufunc `name` on dtype dt, if it has one."""
+    types = dt.char * (nin + 1)
+    return types if f"{types[:-1]}->{types[-1]}" in getattr(np, name).types else None
 
 
 class Plan:
@@ -266,9 +310,11 @@ class Plan:
                 st = executor.Step(eqn=e)
                 st.inputs = [_swapped(v, made) if v in folded else v for v in e.inputs]
                 self._add(st, "gemm")
-            elif e.prim is _base.sum_p and _sum_layout(e):
+            elif e.prim is _base.sum_p and _reduce_layout(e):
                 self._add(executor.Step(eqn=e), "sum")
-            elif e.prim is _base.reshape_p:
+            elif _reduce_layout(e) and _loop_types(e.prim.reduce_ufunc, e.out.aval.dtype, 2):
+                self._add(executor.Step(eqn=e), "reduce")
+            elif e.prim is _base.reshape_p and e.out.aval.dtype.name in NPY:
                 self._add(executor.Step(eqn=e), "alias")
             elif _ufunc_types(e):
                 self._add(executor.Step(eqn=e), "ufunc")
@@ -348,6 +394,7 @@ class Segment:
             ins += [v for v in plan.steps[k].inputs if isinstance(v, Var) and v not in inside]
             ins += [b for b in outs[k] if b is not None and b not in inside]
         self.invars = list(invars)
+        self.used = set(ins)
         self.inputs = self.invars + [v for v in dict.fromkeys(ins) if v in consts] \
             if invars else list(dict.fromkeys(ins))
         self.results = results
@@ -356,6 +403,8 @@ class Segment:
         st, body, heap, owned = self.st, [], {}, []
         ptr, pobj = {}, {}          # Var -> data pointer; phys -> its PyObject*
         for i, v in enumerate(self.inputs):
+            if v not in self.used:      # an input of the program this code never reads
+                continue
             body.append(f"  if (!(in[{i}] = as_input(arg[{i}], {NPY[v.aval.dtype.name]}, "
                         f"{size_of(v.aval.shape)}))) goto done;")
             ptr[v] = f"(char*)PyArray_DATA(in[{i}])"
@@ -374,8 +423,7 @@ class Segment:
                 elif p in st.local:
                     if p not in heap:
                         heap[p] = f"h{len(heap)}"
-                        body.append(f"  if (!({heap[p]} = malloc({max(_nbytes(o), 1)}))) "
-                                    f"{{ PyErr_NoMemory(); goto done; }}")
+                        body.append(f"  if (!({heap[p]} = tracked({max(_nbytes(o), 1)}))) goto done;")
                     ptr[o] = f"(char*){heap[p]}"
                 elif given is not None and given not in self.inputs:
                     ptr[o] = f"(char*)PyArray_DATA((PyArrayObject*){pobj[p]})"
@@ -391,7 +439,7 @@ class Segment:
             body.append(self._step(step, kind, ptr, loops))
             for p, h in heap.items():       # the plan's frees: after the last reader
                 if last[p] == k:
-                    body.append(f"  free({h}); {h} = NULL;")
+                    body.append(f"  untracked({h}); {h} = NULL;")
         n_in, res = len(self.inputs), []
         for j, v in enumerate(self.results):
             if v in self.invars:
@@ -424,7 +472,7 @@ class Segment:
         head += [f"  void* {h} = NULL;" for h in heap.values()]
         head.append("  PyObject* result = NULL;")
         tail = ["done:"] + [f"  Py_XDECREF(in[{i}]);" for i in range(n_in)]
-        tail += [f"  Py_XDECREF({o});" for o in owned] + [f"  free({h});" for h in heap.values()]
+        tail += [f"  Py_XDECREF({o});" for o in owned] + [f"  untracked({h});" for h in heap.values()]
         return "\n".join(head + body + tail + ["  return result;", "}", ""])
 
     def _step(self, step, kind, ptr, loops):
@@ -447,12 +495,21 @@ class Segment:
                     f"(const {T}*){ptr[a]}, {m if ta else kk}, (const {T}*){ptr[b]}, "
                     f"{kk if tb else n}, 0, ({T}*){ptr[o]}, {n});")
         if kind == "sum":
-            x, layout = e.inputs[0], _sum_layout(e)
+            x, layout = e.inputs[0], _reduce_layout(e)
             kept = size_of(e.out.aval.shape)
             summed = size_of(x.aval.shape) // kept
             outer, inner = (kept, summed) if layout == "trailing" else (summed, kept)
             return (f"  sum_{layout}<{T}>((const {T}*){ptr[x]}, ({T}*){ptr[e.out]}, "
                     f"{outer}, {inner});")
+        if kind == "reduce":    # as NumPy's reduce: from the first row, its loop over the rest
+            x, layout = e.inputs[0], _reduce_layout(e)
+            lp = loops.setdefault((e.prim.reduce_ufunc, _loop_types(e.prim.reduce_ufunc,
+                                                                   e.out.aval.dtype, 2)),
+                                  f"loop{len(loops)}")
+            kept = size_of(e.out.aval.shape)
+            summed = size_of(x.aval.shape) // kept
+            return (f"  reduce_{layout}<{T}>({lp}, {lp}_data, (const {T}*){ptr[x]}, "
+                    f"({T}*){ptr[e.out]}, {kept}, {summed});")
         # NumPy's ufunc loop over the elements; a single-element operand has stride 0
         lp = loops.setdefault((e.prim.name, _ufunc_types(e)), f"loop{len(loops)}")
         size, args, steps, lits = size_of(e.out.aval.shape), [], [], []
