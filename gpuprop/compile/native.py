@@ -1,17 +1,18 @@
-"""The CPU executor that compiles a whole program into native code: one C++
+"""The CPU executor that compiles a whole program into native code: one C
 function per run of compilable steps (a segment), in one extension module
 built and cached as compile/cpu.py's kernels.
 
-A segment computes fused elementwise loops (fusion.Kernel's C++ loops, the
-exactly rounded operations), transcendental functions by NumPy's own ufunc
-loops (called through their function pointers: bit for bit NumPy's), matrix
-products by the cblas ?gemm of the BLAS that NumPy loaded (found at run time,
-called as NumPy's matmul calls it), sums in NumPy's order of additions
-(pairwise along a contiguous row, row by row over leading axes), and
-reshapes as aliases.  Buffers follow executor.plan_memory: a value that
+A segment computes fused elementwise loops (fusion.Kernel's loops, C as well
+as C++: the exactly rounded operations), transcendental functions by NumPy's
+own ufunc loops (called through their function pointers: bit for bit
+NumPy's), matrix products by the cblas ?gemm of the BLAS that NumPy loaded
+(found at run time, called as NumPy's matmul calls it), reductions in
+NumPy's order (sums pairwise along a contiguous row and row by row over
+leading axes; max, min and prod by NumPy's loops in their reduce form), and
+reshapes as aliases; malloc'ed buffers are reported to tracemalloc.  Buffers follow executor.plan_memory: a value that
 stays inside its segment lives in malloc'ed memory freed after its last
 reader; the others are NumPy arrays, and a donated input is written in place
-where the plan says so.  Steps with no C++ form run as NumPy calls between
+where the plan says so.  Steps with no C form run as NumPy calls between
 segments (generated Python, as executor.py's), so every program runs.
 
 When the whole program is one segment, the compiled function itself is the
@@ -35,19 +36,15 @@ CT = fusion.C_TYPES
 FLOATS = ("float32", "float64")
 
 _PRELUDE = r"""
-#include <cstddef>
-#include <cstdint>
-/* C linkage for what Python 3.11's tracemalloc.h declares without it */
-extern "C" int PyTraceMalloc_Track(unsigned int, uintptr_t, size_t);
-extern "C" int PyTraceMalloc_Untrack(unsigned int, uintptr_t);
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
 #include <numpy/arrayobject.h>
 #include <numpy/ufuncobject.h>
-#include <cmath>
-#include <cstdlib>
-using namespace std;
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
 
 typedef void (*gemm_s_t)(int, int, int, BLASINT, BLASINT, BLASINT, float, const float*, BLASINT,
                          const float*, BLASINT, float, float*, BLASINT);
@@ -55,9 +52,12 @@ typedef void (*gemm_d_t)(int, int, int, BLASINT, BLASINT, BLASINT, double, const
                          const double*, BLASINT, double, double*, BLASINT);
 static gemm_s_t gemm_s = NULL;
 static gemm_d_t gemm_d = NULL;
+"""
 
+# the reductions, once per float type T (C has no templates)
+_REDUCTIONS = r"""
 /* NumPy's pairwise summation of a contiguous row (numpy/_core/src/umath/loops_utils.h) */
-template <typename T> static T pairwise(const T* a, long long n) {
+static T pairwise_T(const T* a, long long n) {
     if (n < 8) {
         T res = -0.0;
         for (long long i = 0; i < n; ++i) res += a[i];
@@ -75,16 +75,16 @@ template <typename T> static T pairwise(const T* a, long long n) {
     }
     long long n2 = n / 2;
     n2 -= n2 % 8;
-    return pairwise(a, n2) + pairwise(a + n2, n - n2);
+    return pairwise_T(a, n2) + pairwise_T(a + n2, n - n2);
 }
 
 /* np.add.reduce over the trailing axes: the identity plus each row's pairwise sum */
-template <typename T> static void sum_trailing(const T* x, T* out, long long outer, long long inner) {
-    for (long long i = 0; i < outer; ++i) out[i] = (T)0 + pairwise(x + i * inner, inner);
+static void sum_trailing_T(const T* x, T* out, long long outer, long long inner) {
+    for (long long i = 0; i < outer; ++i) out[i] = (T)0 + pairwise_T(x + i * inner, inner);
 }
 
 /* np.add.reduce over the leading axes: rows added in order onto the identity */
-template <typename T> static void sum_leading(const T* x, T* out, long long outer, long long inner) {
+static void sum_leading_T(const T* x, T* out, long long outer, long long inner) {
     for (long long j = 0; j < inner; ++j) out[j] = (T)0 + x[j];
     for (long long i = 1; i < outer; ++i)
         for (long long j = 0; j < inner; ++j) out[j] += x[i * inner + j];
@@ -92,8 +92,8 @@ template <typename T> static void sum_leading(const T* x, T* out, long long oute
 
 /* ufunc.reduce over the trailing axes: each row's first element, then the
    loop in its reduce form (output as first operand, stride 0) over the rest */
-template <typename T> static void reduce_trailing(PyUFuncGenericFunction f, void* data, const T* x,
-                                                  T* out, long long kept, long long n) {
+static void reduce_trailing_T(PyUFuncGenericFunction f, void* data, const T* x, T* out,
+                              long long kept, long long n) {
     for (long long i = 0; i < kept; ++i) {
         out[i] = x[i * n];
         char* a[] = {(char*)(out + i), (char*)(x + i * n + 1), (char*)(out + i)};
@@ -103,8 +103,8 @@ template <typename T> static void reduce_trailing(PyUFuncGenericFunction f, void
 }
 
 /* ufunc.reduce over the leading axes: the first row, then the loop row by row */
-template <typename T> static void reduce_leading(PyUFuncGenericFunction f, void* data, const T* x,
-                                                 T* out, long long kept, long long n) {
+static void reduce_leading_T(PyUFuncGenericFunction f, void* data, const T* x, T* out,
+                             long long kept, long long n) {
     for (long long j = 0; j < kept; ++j) out[j] = x[j];
     for (long long i = 1; i < n; ++i) {
         char* a[] = {(char*)out, (char*)(x + i * kept), (char*)out};
@@ -112,7 +112,9 @@ template <typename T> static void reduce_leading(PyUFuncGenericFunction f, void*
         f(a, &len, s, data);
     }
 }
+"""
 
+_HELPERS = r"""
 /* malloc and free, seen by tracemalloc as NumPy's buffers are */
 static void* tracked(size_t n) {
     void* p = malloc(n);
@@ -381,7 +383,7 @@ class Storage:
 
 
 class Segment:
-    """The C++ function of one segment: its inputs (values from outside and
+    """The C function of one segment: its inputs (values from outside and
     the buffers the plan gives it) and its results (values read later).
     With `invars` (the whole program as one segment) it takes (constants,
     list of the program's inputs) and returns the list of its outputs."""
@@ -499,7 +501,7 @@ class Segment:
             kept = size_of(e.out.aval.shape)
             summed = size_of(x.aval.shape) // kept
             outer, inner = (kept, summed) if layout == "trailing" else (summed, kept)
-            return (f"  sum_{layout}<{T}>((const {T}*){ptr[x]}, ({T}*){ptr[e.out]}, "
+            return (f"  sum_{layout}_{T}((const {T}*){ptr[x]}, ({T}*){ptr[e.out]}, "
                     f"{outer}, {inner});")
         if kind == "reduce":    # as NumPy's reduce: from the first row, its loop over the rest
             x, layout = e.inputs[0], _reduce_layout(e)
@@ -508,7 +510,7 @@ class Segment:
                                   f"loop{len(loops)}")
             kept = size_of(e.out.aval.shape)
             summed = size_of(x.aval.shape) // kept
-            return (f"  reduce_{layout}<{T}>({lp}, {lp}_data, (const {T}*){ptr[x]}, "
+            return (f"  reduce_{layout}_{T}({lp}, {lp}_data, (const {T}*){ptr[x]}, "
                     f"({T}*){ptr[e.out]}, {kept}, {summed});")
         # NumPy's ufunc loop over the elements; a single-element operand has stride 0
         lp = loops.setdefault((e.prim.name, _ufunc_types(e)), f"loop{len(loops)}")
@@ -532,7 +534,7 @@ def _nbytes(v):
 
 
 def module_source(plan, segments):
-    """The C++ source of the module holding the segments' functions."""
+    """The C source of the module holding the segments' functions."""
     loops, kernels, funcs = {}, {}, []
     for seg in segments:
         funcs.append(seg.source(loops))
@@ -540,7 +542,8 @@ def module_source(plan, segments):
             if plan.kinds[k] == "loop":
                 kernels.setdefault(plan.steps[k].kernel.name, plan.steps[k].kernel.cpp_function())
     int_type = blas()[2] if blas() else "long long"
-    parts = [_PRELUDE.replace("BLASINT", int_type)] + list(kernels.values())
+    parts = [_PRELUDE.replace("BLASINT", int_type), _REDUCTIONS.replace("T", "float"),
+             _REDUCTIONS.replace("T", "double"), _HELPERS] + list(kernels.values())
     init = []
     for (name, types), lp in loops.items():
         parts.append(f"static PyUFuncGenericFunction {lp}; static void* {lp}_data;")
@@ -591,7 +594,9 @@ def generate(prog, donate=()):
             segments.append(Segment(f"seg{s}", plan, idx, storage, outs,
                                     [o for o in made if o in later]))
     source = module_source(plan, segments)
-    module = cpu.load(source)
+    # C and -O2: the headers compile faster than C++'s and the long function
+    # of a program half as long as at -O3; the loops vectorise at both
+    module = cpu.load(source, lang="c", opt="-O2")
     if module is None:
         return None
     if blas() is not None:
