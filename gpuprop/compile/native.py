@@ -529,6 +529,34 @@ class Segment:
                 f"npy_intp s_[] = {{{', '.join(steps)}}}; {lp}(a_, &n_, s_, {lp}_data); }}")
 
 
+def _loop_function(k):
+    """The C function of kernel k.  When every input either has k's shape,
+    one element, or k's trailing axes only (a bias), two nested loops whose
+    inner one runs along memory and vectorises; else Kernel's own loop, which
+    indexes a broadcast input by division."""
+    S = tuple(k.shape)
+    padded = [(1,) * (len(S) - len(v.aval.shape)) + tuple(v.aval.shape) for v in k.inputs]
+    partial = [p for p in padded if p != S and size_of(p) != 1]
+    split = max((next(d for d, n in enumerate(p) if n != 1) for p in partial), default=None)
+    if split is None or any(p[split:] != S[split:] or size_of(p[:split]) != 1 for p in partial):
+        return k.cpp_function()
+    outer, inner = size_of(S[:split]), size_of(S[split:])
+    pointers = "".join(f"  const {CT[v.aval.dtype.name]}* p_in{i} = (const {CT[v.aval.dtype.name]}*)"
+                       f"ins[{i}];\n" for i, v in enumerate(k.inputs)) + "".join(
+        f"  {CT[v.aval.dtype.name]}* p_out{i} = ({CT[v.aval.dtype.name]}*)outs[{i}];\n"
+        for i, v in enumerate(k.outputs))
+    body = [f"const {CT[v.aval.dtype.name]} in{i} = p_in{i}["
+            f"{'i' if p == S else ('0' if size_of(p) == 1 else 'j')}];"
+            for i, (v, p) in enumerate(zip(k.inputs, padded))]
+    body += [f"{CT[v.aval.dtype.name]} out{i};" for i, v in enumerate(k.outputs)]
+    body += k.body.split("\n") + [f"p_out{i}[i] = out{i};" for i in range(len(k.outputs))]
+    return (f"static void {k.name}(char** ins, char** outs) {{\n{pointers}"
+            f"  for (long long r = 0; r < {outer}LL; ++r)\n"
+            f"    for (long long j = 0; j < {inner}LL; ++j) {{\n"
+            f"      const long long i = r * {inner}LL + j;\n"
+            + "".join(f"      {line}\n" for line in body) + "    }\n}\n")
+
+
 def _nbytes(v):
     return size_of(v.aval.shape) * v.aval.dtype.itemsize
 
@@ -540,7 +568,7 @@ def module_source(plan, segments):
         funcs.append(seg.source(loops))
         for k in seg.idx:
             if plan.kinds[k] == "loop":
-                kernels.setdefault(plan.steps[k].kernel.name, plan.steps[k].kernel.cpp_function())
+                kernels.setdefault(plan.steps[k].kernel.name, _loop_function(plan.steps[k].kernel))
     int_type = blas()[2] if blas() else "long long"
     parts = [_PRELUDE.replace("BLASINT", int_type), _REDUCTIONS.replace("T", "float"),
              _REDUCTIONS.replace("T", "double"), _HELPERS] + list(kernels.values())
