@@ -174,6 +174,21 @@ def test_an_operation_without_a_cpp_form_splits_the_program(monkeypatch):
     assert "seg0(" in calls[0] and "(xp, " in calls[1] and "seg1(" in calls[2], calls
 
 
+def test_split_programs_return_views_constants_literals_and_inputs_as_numpy_does(monkeypatch):
+    rng = np.random.default_rng(6)
+    c = rng.standard_normal((4, 6)).astype(np.float32)
+
+    def f(w, x):
+        y = gnp.tanh(w * 2.0 + c)
+        z = y[:, ::2] * 3.0                 # a view NumPy makes, between two segments
+        return (w - 0.1 * y, gnp.reshape(z, (-1,)), gnp.sum(z, axis=0), c, 2.0, x,
+                gnp.reshape(y, (6, 4)), gnp.argmax(w, axis=1), gnp.transpose(w) * 1.0)
+    args = (rng.standard_normal((4, 6)).astype(np.float32), rng.standard_normal(3))
+    out, want, compiled = both(monkeypatch, f, args, donate_argnums=0)
+    assert_bitwise(out, want)
+    assert compiled.kernels == 2
+
+
 def test_without_a_compiler_the_numpy_executor_runs(monkeypatch, tmp_path):
     monkeypatch.setenv("CXX", "/bin/false")
     monkeypatch.setenv("GPUPROP_CACHE_DIR", str(tmp_path))

@@ -403,14 +403,15 @@ class Segment:
 
     def source(self, loops):
         st, body, heap, owned = self.st, [], {}, []
-        ptr, pobj = {}, {}          # Var -> data pointer; phys -> its PyObject*
+        ptr, obj = {}, {}           # Var -> its data pointer, its PyObject*
+        pobj = {}                   # phys made here -> its PyObject*
         for i, v in enumerate(self.inputs):
             if v not in self.used:      # an input of the program this code never reads
                 continue
             body.append(f"  if (!(in[{i}] = as_input(arg[{i}], {NPY[v.aval.dtype.name]}, "
                         f"{size_of(v.aval.shape)}))) goto done;")
             ptr[v] = f"(char*)PyArray_DATA(in[{i}])"
-            pobj.setdefault(st.phys[v], f"(PyObject*)in[{i}]")
+            obj[v] = f"(PyObject*)in[{i}]"
         last = {}                   # local phys -> the last step touching it
         for k in self.idx:
             for v in self.plan.steps[k].inputs + self.plan.steps[k].outs:
@@ -422,6 +423,7 @@ class Segment:
                 p = st.phys[o]
                 if kind == "alias":
                     ptr[o] = ptr[step.eqn.inputs[0]]
+                    obj[o] = obj.get(step.eqn.inputs[0])
                 elif p in st.local:
                     if p not in heap:
                         heap[p] = f"h{len(heap)}"
@@ -429,6 +431,7 @@ class Segment:
                     ptr[o] = f"(char*){heap[p]}"
                 elif given is not None and given not in self.inputs:
                     ptr[o] = f"(char*)PyArray_DATA((PyArrayObject*){pobj[p]})"
+                    obj[o] = pobj[p]
                 else:       # a new array, or the given buffer when it can take the result
                     buf = f"(PyObject*)in[{self.inputs.index(given)}]" if given is not None else "NULL"
                     name = f"o{len(owned)}"
@@ -436,7 +439,7 @@ class Segment:
                     body.append(f"  {{ static const npy_intp d[] = {_dims(o.aval.shape)}; "
                                 f"if (!({name} = as_output({buf}, {NPY[o.aval.dtype.name]}, "
                                 f"{len(o.aval.shape)}, d, {size_of(o.aval.shape)}))) goto done; }}")
-                    pobj[p] = name
+                    pobj[p] = obj[o] = name
                     ptr[o] = f"(char*)PyArray_DATA((PyArrayObject*){name})"
             body.append(self._step(step, kind, ptr, loops))
             for p, h in heap.items():       # the plan's frees: after the last reader
@@ -449,7 +452,7 @@ class Segment:
                 res.append(f"(Py_INCREF(arg[{i}]), arg[{i}])")
             else:
                 body.append(f"  static const npy_intp d{j}[] = {_dims(v.aval.shape)};")
-                res.append(f"shaped({pobj[st.phys[v]]}, {len(v.aval.shape)}, d{j})")
+                res.append(f"shaped({obj[v]}, {len(v.aval.shape)}, d{j})")
         make, put = ("PyList_New", "PyList_SET_ITEM") if self.invars else ("PyTuple_New",
                                                                             "PyTuple_SET_ITEM")
         body.append(f"  if (!(result = {make}({len(res)}))) goto done;")
