@@ -207,6 +207,8 @@ def blas():
                                        if "blas" in line.rsplit("/", 1)[-1].lower()))
     except OSError:
         return None
+    # NumPy's own first (numpy.libs, numpy/.libs): SciPy may have loaded another
+    paths.sort(key=lambda path: "numpy" not in path)
     for path in paths:
         try:
             lib = ctypes.CDLL(path)
