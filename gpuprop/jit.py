@@ -256,7 +256,8 @@ class Jitted:
         self.donate_argnums = _as_tuple(donate_argnums)
         self.cuda_graph = bool(cuda_graph)
         self._cache = {}
-        self._fast = {}             # (backend, debug_nans, (type, shape, dtype) per argument) -> Compiled
+        # (backend, debug_nans, (type, shape, dtype) per argument) -> Compiled
+        self._fast = {}
         self._static_pos = bool(self.static_argnums or self._named_pos)
         self._lock = threading.Lock()
         self._last = None

@@ -181,18 +181,19 @@ def build(kernels):
 MODULE = "@MODULE@"     # in a source given to `load`: the module's name, from its hash
 
 
-def load(source, lang="c++", opt="-O3"):
+def load(source, lang="c++", opt=("-O3",)):
     """The extension module compiled from `source` in language `lang` ("c++"
-    or "c", whose headers compile in a third of the time) at optimisation
-    level `opt` (its name is written MODULE in it), or None when there is no
-    compiler or compiling failed.
+    or "c", whose headers compile in a third of the time) with the
+    optimisation flags `opt` (its name is written MODULE in it), or None
+    when there is no compiler or compiling failed.
     Cached on disk by the hash of the source, the Python and NumPy versions
     and the CPU; with no writable cache folder it is loaded from a temporary one."""
     cxx = compiler()
     if cxx is None:
         return None
     tag = f"{sys.implementation.cache_tag}-{np.__version__}-{_cpu_id()}"
-    modname = "gpuprop_" + hashlib.sha1((tag + lang + opt + source).encode()).hexdigest()[:16]
+    key = tag + lang + " ".join(opt) + source
+    modname = "gpuprop_" + hashlib.sha1(key.encode()).hexdigest()[:16]
     with _lock:
         if modname in _loaded:
             return _loaded[modname]
@@ -223,8 +224,9 @@ def _compile(cxx, lang, opt, source, modname, tmp):
     with open(cpp, "w") as fh:
         fh.write(source)
     out = os.path.join(tmp, modname + sysconfig.get_config_var("EXT_SUFFIX"))
-    cmd = [cxx, "-x", lang, opt, "-march=native", "-shared", "-fPIC", "-ffp-contract=off", "-fno-math-errno",
-           "-w", "-I", sysconfig.get_paths()["include"], "-I", np.get_include(), cpp, "-o", out]
+    cmd = [cxx, "-x", lang, *opt, "-march=native", "-shared", "-fPIC", "-ffp-contract=off",
+           "-fno-math-errno", "-w", "-I", sysconfig.get_paths()["include"],
+           "-I", np.get_include(), cpp, "-o", out]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         failed, why = res.returncode != 0, res.stderr[-2000:]

@@ -9,10 +9,10 @@ NumPy's), matrix products by the cblas ?gemm of the BLAS that NumPy loaded
 (found at run time, called as NumPy's matmul calls it), reductions in
 NumPy's order (sums pairwise along a contiguous row and row by row over
 leading axes; max, min and prod by NumPy's loops in their reduce form), and
-reshapes as aliases; malloc'ed buffers are reported to tracemalloc.  Buffers follow executor.plan_memory: a value that
-stays inside its segment lives in malloc'ed memory freed after its last
-reader; the others are NumPy arrays, and a donated input is written in place
-where the plan says so.  Steps with no C form run as NumPy calls between
+reshapes as aliases.  Buffers follow executor.plan_memory: a value that
+stays inside its segment lives in malloc'ed memory (reported to tracemalloc)
+freed after its last reader; the others are NumPy arrays, and a donated
+input is written in place where the plan says so.  Steps with no C form run as NumPy calls between
 segments (generated Python, as executor.py's), so every program runs.
 
 When the whole program is one segment, the compiled function itself is the
@@ -219,7 +219,8 @@ def blas():
                 s, d = (getattr(lib, pattern.format(t)) for t in "sd")
             except AttributeError:
                 continue
-            return ctypes.cast(s, ctypes.c_void_p).value, ctypes.cast(d, ctypes.c_void_p).value, int_type
+            address = [ctypes.cast(f, ctypes.c_void_p).value for f in (s, d)]
+            return address[0], address[1], int_type
     return None
 
 
@@ -429,13 +430,15 @@ class Segment:
                 elif p in st.local:
                     if p not in heap:
                         heap[p] = f"h{len(heap)}"
-                        body.append(f"  if (!({heap[p]} = tracked({max(_nbytes(o), 1)}))) goto done;")
+                        body.append(f"  if (!({heap[p]} = tracked({max(_nbytes(o), 1)}))) "
+                                    f"goto done;")
                     ptr[o] = f"(char*){heap[p]}"
                 elif given is not None and given not in self.inputs:
                     ptr[o] = f"(char*)PyArray_DATA((PyArrayObject*){pobj[p]})"
                     obj[o] = pobj[p]
                 else:       # a new array, or the given buffer when it can take the result
-                    buf = f"(PyObject*)in[{self.inputs.index(given)}]" if given is not None else "NULL"
+                    buf = ("NULL" if given is None else
+                           f"(PyObject*)in[{self.inputs.index(given)}]")
                     name = f"o{len(owned)}"
                     owned.append(name)
                     body.append(f"  {{ static const npy_intp d[] = {_dims(o.aval.shape)}; "
@@ -460,7 +463,8 @@ class Segment:
         body.append(f"  if (!(result = {make}({len(res)}))) goto done;")
         body += [f"  {{ PyObject* r = {r}; if (!r) {{ Py_CLEAR(result); goto done; }} "
                  f"{put}(result, {j}, r); }}" for j, r in enumerate(res)]
-        head = [f"static PyObject* {self.name}(PyObject* self, PyObject* const* a, Py_ssize_t n) {{"]
+        head = [f"static PyObject* {self.name}(PyObject* self, PyObject* const* a, "
+                f"Py_ssize_t n) {{"]
         if self.invars:
             m = len(self.invars)
             head += [f"  if (n != 2 || !PyTuple_Check(a[0]) || !PyList_Check(a[1]) || "
@@ -469,7 +473,8 @@ class Segment:
                      f'of {m} inputs) expected"); return NULL; }}',
                      f"  PyObject* arg[{max(n_in, 1)}];",
                      f"  for (int i = 0; i < {m}; ++i) arg[i] = PyList_GET_ITEM(a[1], i);",
-                     f"  for (int i = {m}; i < {n_in}; ++i) arg[i] = PyTuple_GET_ITEM(a[0], i - {m});"]
+                     f"  for (int i = {m}; i < {n_in}; ++i) "
+                     f"arg[i] = PyTuple_GET_ITEM(a[0], i - {m});"]
         else:
             head += [f"  if (n != {n_in}) {{ PyErr_SetString(PyExc_TypeError, "
                      f'"native segment: {n_in} arguments expected"); return NULL; }}',
@@ -479,7 +484,8 @@ class Segment:
         head += [f"  void* {h} = NULL;" for h in heap.values()]
         head.append("  PyObject* result = NULL;")
         tail = ["done:"] + [f"  Py_XDECREF(in[{i}]);" for i in range(n_in)]
-        tail += [f"  Py_XDECREF({o});" for o in owned] + [f"  untracked({h});" for h in heap.values()]
+        tail += [f"  Py_XDECREF({o});" for o in owned]
+        tail += [f"  untracked({h});" for h in heap.values()]
         return "\n".join(head + body + tail + ["  return result;", "}", ""])
 
     def _step(self, step, kind, ptr, loops):
@@ -546,8 +552,9 @@ def _loop_function(k):
     if split is None or any(p[split:] != S[split:] or size_of(p[:split]) != 1 for p in partial):
         return k.cpp_function()
     outer, inner = size_of(S[:split]), size_of(S[split:])
-    pointers = "".join(f"  const {CT[v.aval.dtype.name]}* p_in{i} = (const {CT[v.aval.dtype.name]}*)"
-                       f"ins[{i}];\n" for i, v in enumerate(k.inputs)) + "".join(
+    pointers = "".join(f"  const {CT[v.aval.dtype.name]}* p_in{i} = "
+                       f"(const {CT[v.aval.dtype.name]}*)ins[{i}];\n"
+                       for i, v in enumerate(k.inputs)) + "".join(
         f"  {CT[v.aval.dtype.name]}* p_out{i} = ({CT[v.aval.dtype.name]}*)outs[{i}];\n"
         for i, v in enumerate(k.outputs))
     body = [f"const {CT[v.aval.dtype.name]} in{i} = p_in{i}["
@@ -582,7 +589,8 @@ def module_source(plan, segments):
         parts.append(f"static PyUFuncGenericFunction {lp}; static void* {lp}_data;")
         codes = ", ".join(NPY[np.dtype(c).name] for c in types)
         init.append(f'  {{ static const char t[] = {{{codes}}}; if (find_loop(numpy, "{name}", '
-                    f'{len(types)}, t, &{lp}, &{lp}_data) < 0) {{ Py_DECREF(numpy); return NULL; }} }}')
+                    f'{len(types)}, t, &{lp}, &{lp}_data) < 0) '
+                    f'{{ Py_DECREF(numpy); return NULL; }} }}')
     parts += funcs
     methods = [f'  {{"{s.name}", (PyCFunction)(void(*)(void)){s.name}, METH_FASTCALL, NULL}},'
                for s in segments]
@@ -628,8 +636,9 @@ def generate(prog, donate=()):
                                     [o for o in made if o in later]))
     source = module_source(plan, segments)
     # C and -O2: the headers compile faster than C++'s and the long function
-    # of a program half as long as at -O3; the loops vectorise at both
-    module = cpu.load(source, lang="c", opt="-O2")
+    # of a program in about half the time of -O3; the dynamic cost model lets
+    # loops vectorise behind a run-time check that their buffers do not overlap
+    module = cpu.load(source, lang="c", opt=("-O2", "-fvect-cost-model=dynamic"))
     if module is None:
         return None
     if blas() is not None:
