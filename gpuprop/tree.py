@@ -116,9 +116,7 @@ def _children(xs, leaves):
 def tree_unflatten(treedef, leaves):
     if not isinstance(leaves, (list, tuple)):
         leaves = list(leaves)
-    build = _builders.get(treedef)
-    if build is None:
-        build = _builders[treedef] = _builder(treedef)
+    build = tree_builder(treedef)
     if len(leaves) != treedef.num_leaves:
         raise ValueError(f"tree_unflatten: {'more' if len(leaves) > treedef.num_leaves else 'fewer'}"
                          f" leaves ({len(leaves)}) than the {treedef.num_leaves} the "
@@ -127,6 +125,14 @@ def tree_unflatten(treedef, leaves):
 
 
 _builders = {}      # TreeDef -> function(leaves) -> tree
+
+
+def tree_builder(treedef):
+    """The function (list of exactly its leaves) -> tree of `treedef`, unchecked."""
+    build = _builders.get(treedef)
+    if build is None:
+        build = _builders[treedef] = _builder(treedef)
+    return build
 
 
 def _builder(treedef):

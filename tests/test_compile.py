@@ -16,6 +16,8 @@ from gpuprop.numpy.products import matmul_p
 from support import dev, host
 from strict_backend import REFERENCE_FUSER
 
+pytestmark = pytest.mark.usefixtures("executor")     # native and NumPy executors
+
 
 # ---- the fuser -----------------------------------------------------------------
 def test_each_backend_gets_its_fuser(backend_name, monkeypatch):

@@ -35,6 +35,8 @@ from gpuprop.ir import check, eval_program
 from gpuprop.testing import check_grads
 from support import REF, dev, host, fuzz_programs as programs, run_fuzz_program as run
 
+pytestmark = pytest.mark.usefixtures("executor")     # native and NumPy executors
+
 
 def _flip(x):
     """x reversed along its last axis twice: two strided views."""

@@ -22,6 +22,8 @@ from gpuprop.compile.executor import make_steps, plan_memory
 from gpuprop.testing import check_grads
 from support import assert_same_trees, dev, host
 
+pytestmark = pytest.mark.usefixtures("executor")     # native and NumPy executors
+
 Pair = collections.namedtuple("Pair", ["w", "b"])
 
 

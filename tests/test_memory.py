@@ -17,6 +17,8 @@ import gpuprop.numpy as gnp
 from gpuprop.nn import MLP, softmax_cross_entropy
 from support import dev, host, weak_ref
 
+pytestmark = pytest.mark.usefixtures("executor")     # native and NumPy executors
+
 
 @pytest.fixture
 def numpy_only(backend_name):

@@ -176,43 +176,67 @@ def _cpu_id():
 
 def build(kernels):
     """The compiled module holding `kernels`, or None if compiling failed."""
+    return load(module_source(MODULE, kernels))
+
+
+MODULE = "@MODULE@"     # in a source given to `load`: the module's name, from its hash
+
+
+def load(source, lang="c++", opt=("-O3",)):
+    """The extension module compiled from `source` in language `lang` ("c++"
+    or "c", whose headers compile in a third of the time) with the
+    optimisation flags `opt` (its name is written MODULE in it), or None
+    when there is no compiler or compiling failed.
+    Cached on disk by the hash of the source, the Python and NumPy versions
+    and the CPU; with no writable cache folder it is loaded from a temporary one."""
     cxx = compiler()
     if cxx is None:
         return None
     tag = f"{sys.implementation.cache_tag}-{np.__version__}-{_cpu_id()}"
-    digest = hashlib.sha1((tag + _PRELUDE + "".join(k.cpp_function() for k in kernels)).encode())
-    modname = "gpuprop_fused_" + digest.hexdigest()[:16]
+    key = tag + lang + " ".join(opt) + source
+    modname = "gpuprop_" + hashlib.sha1(key.encode()).hexdigest()[:16]
     with _lock:
         if modname in _loaded:
             return _loaded[modname]
-        path = os.path.join(cache_dir(), modname + sysconfig.get_config_var("EXT_SUFFIX"))
-        if not os.path.exists(path):
-            src = module_source(modname, kernels)
-            with tempfile.TemporaryDirectory() as tmp:
-                cpp = os.path.join(tmp, modname + ".cpp")
-                with open(cpp, "w") as fh:
-                    fh.write(src)
-                tmp_so = os.path.join(tmp, os.path.basename(path))
-                cmd = [cxx, "-O3", "-march=native", "-shared", "-fPIC", "-ffp-contract=off", "-fno-math-errno",
-                       "-w", "-I", sysconfig.get_paths()["include"], "-I", np.get_include(),
-                       cpp, "-o", tmp_so]
-                try:
-                    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-                    failed, why = res.returncode != 0, res.stderr[-2000:]
-                except (OSError, subprocess.TimeoutExpired) as e:
-                    failed, why = True, str(e)
-                if failed:
-                    log.warning("CPU fusion disabled for this program: %s failed:\n%s",
-                                cxx, why)
-                    _loaded[modname] = None
+        try:
+            path = os.path.join(cache_dir(), modname + sysconfig.get_config_var("EXT_SUFFIX"))
+        except OSError:
+            path = None
+        with tempfile.TemporaryDirectory() as tmp:
+            if path is None or not os.path.exists(path):
+                built = _compile(cxx, lang, opt, source.replace(MODULE, modname), modname, tmp)
+                if built is None:   # not remembered: another compiler may succeed
                     return None
-                os.replace(tmp_so, path)        # atomic: concurrent builders agree
-        loader = importlib.machinery.ExtensionFileLoader(modname, path)
-        spec = importlib.util.spec_from_file_location(modname, path, loader=loader)
-        mod = importlib.util.module_from_spec(spec)
-        loader.exec_module(mod)
+                try:
+                    os.replace(built, path)     # atomic: concurrent builders agree
+                except (OSError, TypeError):    # a read-only cache: load it from here
+                    path = built
+            loader = importlib.machinery.ExtensionFileLoader(modname, path)
+            spec = importlib.util.spec_from_file_location(modname, path, loader=loader)
+            mod = importlib.util.module_from_spec(spec)
+            loader.exec_module(mod)
         _loaded[modname] = mod
         return mod
+
+
+def _compile(cxx, lang, opt, source, modname, tmp):
+    """The path of the shared object compiled from `source` in folder `tmp`, or None."""
+    cpp = os.path.join(tmp, modname + (".cpp" if lang == "c++" else ".c"))
+    with open(cpp, "w") as fh:
+        fh.write(source)
+    out = os.path.join(tmp, modname + sysconfig.get_config_var("EXT_SUFFIX"))
+    cmd = [cxx, "-x", lang, *opt, "-march=native", "-shared", "-fPIC", "-ffp-contract=off",
+           "-fno-math-errno", "-w", "-I", sysconfig.get_paths()["include"],
+           "-I", np.get_include(), cpp, "-o", out]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        failed, why = res.returncode != 0, res.stderr[-2000:]
+    except (OSError, subprocess.TimeoutExpired) as e:
+        failed, why = True, str(e)
+    if failed:
+        log.warning("CPU fusion disabled for this program: %s failed:\n%s", cxx, why)
+        return None
+    return out
 
 
 # Only equations NumPy computes bit for bit the same way (`exact`): results do

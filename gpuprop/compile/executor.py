@@ -190,9 +190,8 @@ def generate(prog, xp, donate=(), fuser=None, keep=False):
             lines.append(f"    {', '.join(name(v) for v in st.outs)}, = "
                          f"{st.kernel.name}({', '.join(args)})")
         else:
-            targets = "".join(f"{name(o)}, " for o in st.outs) if st.eqn.prim.multiple_results \
-                else name(st.eqn.out)
-            lines.append(f"    {targets} = {_call(st.eqn, k, name, outs[k][0], ns)}")
+            lines.append(f"    {targets(st.eqn, name)} = "
+                         f"{call_source(st.eqn, k, name, outs[k][0], ns)}")
         if check_nans:
             ins = "".join(f"{name(v)}, " for v in st.inputs)     # literals too: a nan
             lines.append(f"    _nan({k}, ({ins}), {name(st.outs[0])})")
@@ -228,7 +227,12 @@ def _nan_checker(prog):
     return check
 
 
-def _call(e, k, name, out_buf, ns):
+def targets(e, name):
+    """The left side of equation e's assignment in generated code."""
+    return "".join(f"{name(o)}, " for o in e.outs) if e.prim.multiple_results else name(e.out)
+
+
+def call_source(e, k, name, out_buf, ns):
     """The source of one equation's call, from its primitive's facts."""
     prim, args = e.prim, [name(v) for v in e.inputs]
     out = f", out={name(out_buf)}" if out_buf is not None else ""
