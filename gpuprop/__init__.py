@@ -18,7 +18,7 @@ from .jit import jit, make_ir, linearize
 from .numpy import stop_gradient
 from .serialization import save, load
 from .flatten_util import ravel_pytree
-from . import numpy, nn, optim, data, scipy, random
+from . import numpy, nn, optim, data, scipy, lax, random
 from . import distributed
 
 __version__ = "0.1.0"
