@@ -32,7 +32,7 @@ from .shape import (reshape, transpose, broadcast_to, swapaxes, moveaxis, squeez
                     diagflat)
 from .products import (matmul, dot, inner, vdot, outer, kron, cross, tensordot, einsum, trace,
                        convolve, correlate)
-from . import linalg
+from . import linalg, fft
 from .composites import (logsumexp, logaddexp, logaddexp2, softmax, log_softmax, relu, softplus,
                          real_if_close)
 from .selection import (argsort, sort, take_along_axis, partition, argpartition, quantile,
@@ -118,7 +118,9 @@ def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
 
 
 def _array_function(self, func, types, args, kwargs):
-    f = globals().get(func.__name__)
+    # np.fft.fft(t) -> gnp.fft.fft; others by their name here
+    space = vars(fft) if func.__module__ == "numpy.fft" else globals()
+    f = space.get(func.__name__)
     # only the differentiable functions: creation functions would call NumPy again
     if not callable(f) or getattr(f, "__module__", "") in ("", creation.__name__) \
             or not f.__module__.startswith("gpuprop."):
