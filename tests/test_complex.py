@@ -16,6 +16,7 @@ import pytest
 
 import gpuprop as gp
 import gpuprop.numpy as gnp
+from gpuprop.compile import fusion
 from gpuprop.testing import check_grads
 from support import REF, assert_same, check, dev, host, uniform
 
@@ -217,6 +218,22 @@ def test_jit_and_vmap():
                 rtol=1e-12)
     zs = dev(z, np.complex64)
     assert gp.jit(lambda z: gnp.imag(z * z) + 1.0)(zs).dtype == np.float32
+
+
+def test_complex_equations_stay_out_of_fused_kernels():
+    """The C++ and CUDA kernels have no complex types: those equations run
+    unfused, the real ones around them still fuse."""
+    def f(z, x):
+        return gnp.abs(gnp.exp(z * x + 1j)) + gnp.tanh(x * x + 1.0) * 2.0
+    z, x = cplx((5,)), uniform((5,))
+    jitted = gp.jit(f)
+    program = jitted.lower(dev(z), dev(x)).program
+    for e in program.eqns:
+        complex_ = any(np.result_type(getattr(v.aval, "dtype", v.aval)).kind == "c"
+                       for v in [e.out, *e.inputs])     # a literal's aval is its value
+        assert fusion.fusible(e) == (not complex_ and e.prim in fusion.EXPRESSIONS)
+    assert_same(jitted(dev(z), dev(x)),
+                np.abs(np.exp(z * x + 1j)) + np.tanh(x * x + 1.0) * 2.0, rtol=1e-12)
 
 
 # ---- against JAX -------------------------------------------------------------------
