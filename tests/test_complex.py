@@ -72,9 +72,17 @@ def test_real_and_complex_arguments_together(fn):
     lambda m, z: m.reshape(z, (3, 2)), lambda m, z: m.pad(z, ((1, 0), (0, 2))),
     lambda m, z: m.roll(z, 1, axis=1), lambda m, z: m.flip(z, 1), lambda m, z: z[:, [0, 2, 0]],
     lambda m, z: m.diff(z, axis=1), lambda m, z: m.trace(m.matmul(z, z.T)),
+    lambda m, z: m.sort(z, axis=1), lambda m, z: m.nansum(z, axis=0), lambda m, z: m.max(z),
+    lambda m, z: m.stack([z, 2 * z]), lambda m, z: m.tile(z, (1, 2)),
+    lambda m, z: m.take_along_axis(z, m.asarray([[0, 2], [1, 1]]), axis=1),
+    lambda m, z: m.select([m.real(z) > 0], [z * z], 1j), lambda m, z: m.convolve(z[0], z[1]),
+    lambda m, z: m.sinc(z), lambda m, z: m.cross(z[0], z[1]), lambda m, z: m.trapezoid(z),
+    lambda m, z: m.gradient(z, axis=1), lambda m, z: m.nan_to_num(z),
 ], ids=["sum", "prod", "mean", "var", "std", "cumsum", "cumprod", "matmul", "dot", "vdot",
         "inner", "outer", "einsum", "tensordot", "kron", "concatenate", "transpose", "reshape",
-        "pad", "roll", "flip", "gather", "diff", "trace"])
+        "pad", "roll", "flip", "gather", "diff", "trace", "sort", "nansum", "max", "stack",
+        "tile", "take_along_axis", "select", "convolve", "sinc", "cross", "trapezoid",
+        "gradient", "nan_to_num"])
 def test_reductions_products_and_shapes(fn):
     check(fn, cplx((2, 3)), rtol=1e-12)
 
@@ -167,6 +175,12 @@ def test_errors_follow_jax():
 
 
 # ---- the API ------------------------------------------------------------------------
+def test_nan_to_num_replaces_each_part():
+    z = np.array([complex(np.nan, 1.0), complex(2.0, np.inf), complex(-np.inf, np.nan)])
+    assert_same(gnp.nan_to_num(dev(z)), np.nan_to_num(z))
+    assert_same(gnp.nan_to_num(dev(z), nan=5.0, posinf=1.0), np.nan_to_num(z, nan=5.0, posinf=1.0))
+
+
 def test_parts_predicates_and_constructors():
     z = np.array([1 + 2j, 3 + 0j, -1e-17j])
     assert_same(gnp.iscomplex(dev(z)), np.iscomplex(z))

@@ -447,7 +447,10 @@ def nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None):
     the dtype's largest and lowest finite values); the gradient passes where
     x is finite."""
     dt = np.dtype(dtype_of(x))
-    if dt.kind not in "fc":
+    if dt.kind == "c":      # each part on its own, as NumPy
+        return add(nan_to_num(real(x), copy, nan, posinf, neginf),
+                   multiply(nan_to_num(imag(x), copy, nan, posinf, neginf), 1j))
+    if dt.kind != "f":
         return x
     info = np.finfo(dt)
     hi = float(info.max) if posinf is None else posinf
