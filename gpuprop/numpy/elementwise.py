@@ -8,9 +8,8 @@ backward pass.
 """
 import numpy as np
 
-from .. import backend
 from ..core import Primitive, ShapedArray, bind
-from ._base import batch_elementwise, broadcast_to, unbroadcast
+from ._base import batch_elementwise, broadcast_to, unbroadcast, zeros_like
 from ._rules import dtype_of, elementwise_aval
 
 
@@ -28,7 +27,10 @@ def _jvp_of(rules):
     """The JVP of an elementwise primitive, from its VJP rules: its Jacobian
     is diagonal, hence its own transpose, so each argument's term is its VJP
     rule applied to the tangent, with every array argument broadcast to the
-    output's shape first (so the rule's unbroadcast sums nothing)."""
+    output's shape first (so the rule's unbroadcast sums nothing).  With
+    complex values this holds under JAX's pairing re(sum(g * t)) for
+    holomorphic rules (g f'(z)) and for those of real outputs (re(c t), the
+    JVP trace keeping the real part of the tangent): see real, imag, abs."""
     def jvp(tangents, out, *args, **params):
         shape = getattr(out, "shape", ())
         full = [broadcast_to(a, shape) if hasattr(a, "shape") else a for a in args]
@@ -327,7 +329,7 @@ def imag(val):
     """The imaginary part (zeros for a real array: a constant)."""
     if _is_complex(val):
         return bind(imag_p, (val,), {})
-    return backend.current().xp.zeros(getattr(val, "shape", ()), dtype_of(val))
+    return zeros_like(val)
 
 
 def conj(x):
