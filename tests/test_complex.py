@@ -45,8 +45,11 @@ def test_unary_values_and_derivatives(name):
     lambda m, z, w: z + w, lambda m, z, w: z - w, lambda m, z, w: z * w,
     lambda m, z, w: z / w, lambda m, z, w: m.power(z, w), lambda m, z, w: z ** 3,
     lambda m, z, w: (1.5 - 0.5j) * z + w, lambda m, z, w: m.where(m.real(z) > 0, z, w),
-    lambda m, z, w: m.maximum(z, w), lambda m, z, w: m.angle(z, deg=True),
-], ids=["add", "sub", "mul", "div", "power", "cube", "scalar", "where", "maximum", "angle-deg"])
+    lambda m, z, w: m.maximum(z, w), lambda m, z, w: m.minimum(z, w),
+    lambda m, z, w: m.fmax(z, w), lambda m, z, w: m.fmin(z, w), lambda m, z, w: m.min(z * w),
+    lambda m, z, w: m.angle(z, deg=True),
+], ids=["add", "sub", "mul", "div", "power", "cube", "scalar", "where", "maximum", "minimum",
+        "fmax", "fmin", "min", "angle-deg"])
 def test_binary_values_and_derivatives(fn):
     check(fn, cplx((2, 3)), cplx((3,), seed=1), rtol=1e-12)
 
