@@ -245,7 +245,7 @@ def backward_pass(tape, roots, release):
                     continue
                 dt = args[i].dtype
                 if c.dtype is not dt and c.dtype != dt:
-                    c = ew.astype(c, dt)
+                    c = ew.to_dtype(c, dt)      # a complex one into a real argument: its real part
                 prev = cts.get(parent)
                 cts[parent] = c if prev is None else ew.add(prev, c)
         if release:     # the rule too: a custom_vjp rule holds its residuals
@@ -267,12 +267,12 @@ def _multiple_vjp(node, cts):
         if parent is None or c is None:
             continue
         if c.dtype != args[i].dtype:
-            c = ew.astype(c, args[i].dtype)
+            c = ew.to_dtype(c, args[i].dtype)
         prev = cts.get(parent)
         cts[parent] = c if prev is None else ew.add(prev, c)
 
 
-def _check_differentiable(name, argnum, tree):
+def _check_differentiable(name, argnum, tree, holomorphic=False):
     for path, leaf in tree_leaves_with_path(tree):
         leaf_at = f" (leaf {path})" if path else ""
         dt = getattr(leaf, "dtype", None)
@@ -288,8 +288,13 @@ def _check_differentiable(name, argnum, tree):
         if dt.kind not in "fc":
             raise TypeError(
                 f"{name}: argument {argnum} has dtype {dt}{leaf_at}; only "
-                f"floating point inputs can be differentiated. Pass floats (e.g. 2.0, or "
-                f"x.astype(gnp.float32)), or move the argument out of argnums")
+                f"floating point and complex inputs can be differentiated. Pass floats (e.g. "
+                f"2.0, or x.astype(gnp.float32)), or move the argument out of argnums")
+        if holomorphic and dt.kind != "c":
+            raise TypeError(
+                f"{name} with holomorphic=True: argument {argnum} has dtype {dt}{leaf_at}; "
+                f"a holomorphic derivative needs complex inputs, as in JAX. Pass complex "
+                f"values (x.astype(gnp.complex64), or x + 0j), or drop holomorphic=True")
 
 
 def _as_input(name, leaf):
@@ -312,7 +317,7 @@ def _as_output(leaf):
     return leaf
 
 
-def _vjp(name, f, primals, argnums, has_aux, release):
+def _vjp(name, f, primals, argnums, has_aux, release, holomorphic=False):
     """Run f on tracers for the arguments in argnums; return its outputs (the
     primal values), aux, and a function from output cotangents to gradients."""
     single = isinstance(argnums, int)
@@ -325,7 +330,7 @@ def _vjp(name, f, primals, argnums, has_aux, release):
     with new_main(ReverseTrace, []) as main:     # main.data: the tape
         trace, in_trees = main.trace, []
         for i in nums:
-            _check_differentiable(name, i, primals[i])
+            _check_differentiable(name, i, primals[i], holomorphic)
             leaves, td = tree_flatten(primals[i])
             leaves = [_as_input(name, x) for x in leaves]
             nodes = [_Leaf() for _ in leaves]
@@ -368,18 +373,29 @@ def _lower_all(tree, main):
     return tree_map(lower, tree)
 
 
-def _scalar_output(name, out_primals, out_tree):
+def _check_output_dtype(name, out, holomorphic):
+    """As JAX: a complex output needs holomorphic=True, which needs one."""
+    kind = np.dtype(out.dtype).kind
+    if holomorphic and kind != "c":
+        raise TypeError(f"{name} with holomorphic=True: the function returns {out.dtype}; "
+                        f"a holomorphic derivative needs complex outputs, as in JAX. Drop "
+                        f"holomorphic=True for a real-valued function")
+    if kind == "c" and not holomorphic:
+        raise TypeError(f"{name}: the function returns a complex value ({out.dtype}); "
+                        f"as in JAX, this needs real outputs. For a holomorphic function "
+                        f"pass holomorphic=True; otherwise differentiate a real value made "
+                        f"from it (gnp.abs, gnp.real), or use gpuprop.vjp with a cotangent "
+                        f"of your choice")
+
+
+def _scalar_output(name, out_primals, out_tree, holomorphic):
     if len(out_primals) != 1 or out_tree.kind is not None:
         raise TypeError(f"{name}: the function must return a single scalar, got a "
                         f"{out_tree} pytree; use gpuprop.vjp or gpuprop.jacobian for "
                         f"non-scalar outputs (or has_aux=True to return extra data)")
     out = out_primals[0]
     shape = shape_of(out)
-    if np.dtype(out.dtype).kind == "c":
-        raise TypeError(f"{name}: the function returns a complex value ({out.dtype}); "
-                        f"grad needs a real scalar, as in JAX: differentiate a real "
-                        f"scalar made from it (e.g. gnp.abs), or use gpuprop.vjp with "
-                        f"a cotangent of your choice")
+    _check_output_dtype(name, out, holomorphic)
     if shape != () or not _inexact(out):
         raise TypeError(f"{name}: the function must return a scalar (shape ()) of a "
                         f"floating dtype, got shape {shape} and dtype {out.dtype}; "
@@ -393,26 +409,32 @@ def _with_kwargs(f, kwargs):
     return functools.partial(f, **kwargs) if kwargs else f
 
 
-def value_and_grad(f, argnums=0, has_aux=False):
+def value_and_grad(f, argnums=0, has_aux=False, holomorphic=False):
     """f -> (x -> (f(x), df/dx)) for a scalar-valued f.  With has_aux, f
     returns (value, aux) and the result is ((value, aux), grad).  Keyword
-    arguments go to f and are not differentiated, as in JAX."""
+    arguments go to f and are not differentiated, as in JAX.
+
+    Complex numbers follow JAX: for a real f of complex z = x + iy the
+    gradient is df/dx - i df/dy (the conjugate of the steepest ascent: step
+    along its conjugate); with holomorphic=True, for a complex f of complex
+    inputs, it is the complex derivative f'(z)."""
     name = f"value_and_grad({getattr(f, '__name__', 'f')})"
 
     def vg(*args, **kwargs):
         outs, out_tree, aux, backward = _vjp(name, _with_kwargs(f, kwargs), args, argnums,
-                                             has_aux, True)
-        out = _scalar_output(name, outs, out_tree)
+                                             has_aux, True, holomorphic)
+        out = _scalar_output(name, outs, out_tree, holomorphic)
         g = backward([ones((), out.dtype)])
         return ((out, aux) if has_aux else out), g
 
     return vg
 
 
-def grad(f, argnums=0, has_aux=False):
+def grad(f, argnums=0, has_aux=False, holomorphic=False):
     """f -> df/dx for a scalar-valued f; argnums picks the argument(s) (an int
-    or a tuple); the gradient mirrors the argument's pytree and dtype."""
-    vg = value_and_grad(f, argnums, has_aux)
+    or a tuple); the gradient mirrors the argument's pytree and dtype.
+    holomorphic=True: f'(z) of a complex f of complex inputs (see value_and_grad)."""
+    vg = value_and_grad(f, argnums, has_aux, holomorphic)
 
     def g(*args, **kwargs):
         (value, g_) = vg(*args, **kwargs)
@@ -447,16 +469,20 @@ def vjp(f, *primals, has_aux=False, **kwargs):
     return (out, vjp_fn, aux) if has_aux else (out, vjp_fn)
 
 
-def jacrev(f, argnums=0, has_aux=False):
+def jacrev(f, argnums=0, has_aux=False, holomorphic=False):
     """Reverse-mode Jacobian: for each output leaf of shape S and input leaf of
     shape T, an array of shape S + T (one backward pass per output element).
-    With has_aux, f returns (output, aux) and jacrev returns (jacobian, aux)."""
+    With has_aux, f returns (output, aux) and jacrev returns (jacobian, aux).
+    Complex outputs need holomorphic=True (complex inputs and outputs: the
+    Jacobian of complex derivatives), as in JAX."""
     name = f"jacrev({getattr(f, '__name__', 'f')})"
 
     def jac(*args):
-        outs, out_tree, aux, backward = _vjp(name, f, args, argnums, has_aux, False)
+        outs, out_tree, aux, backward = _vjp(name, f, args, argnums, has_aux, False,
+                                             holomorphic)
         rows_per_out = []
         for k, o in enumerate(outs):
+            _check_output_dtype(name, o, holomorphic)
             size = size_of(shape_of(o))
             rows = []
             for j in range(size):

@@ -71,7 +71,7 @@ class JVPTrace(Trace):
         if t is None:
             return out
         if t.dtype != out.dtype:
-            t = ew.astype(t, out.dtype)
+            t = ew.to_dtype(t, out.dtype)   # a real output's tangent: the real part
         return JVPTracer(self, out, t)
 
     def process_custom_vjp(self, fun, fwd, bwd, tracers):
@@ -239,9 +239,11 @@ class custom_jvp:
         return trace.process_custom_jvp(self.fun, self.rule, [trace.full_raise(a) for a in args])
 
 
-def jacfwd(f, argnums=0, has_aux=False):
+def jacfwd(f, argnums=0, has_aux=False, holomorphic=False):
     """Forward-mode Jacobian: one jvp per input element; for each output leaf
-    of shape S and input leaf of shape T, an array of shape S + T."""
+    of shape S and input leaf of shape T, an array of shape S + T.  Complex
+    inputs need holomorphic=True (complex inputs and outputs: the Jacobian of
+    complex derivatives), as in JAX; real inputs may give complex outputs."""
     name = f"jacfwd({getattr(f, '__name__', 'f')})"
 
     def jac(*args):
@@ -257,6 +259,17 @@ def jacfwd(f, argnums=0, has_aux=False):
             if not _inexact(x):
                 raise TypeError(f"{name}: the arguments in argnums {argnums} must be "
                                 f"floating point, got dtype {_dtype(x)}")
+            if holomorphic and _dtype(x).kind != "c":
+                raise TypeError(f"{name} with holomorphic=True: an argument in argnums "
+                                f"{argnums} has dtype {_dtype(x)}; a holomorphic derivative "
+                                f"needs complex inputs, as in JAX. Pass complex values "
+                                f"(x + 0j), or drop holomorphic=True")
+            if not holomorphic and _dtype(x).kind == "c":
+                raise TypeError(f"{name}: an argument in argnums {argnums} is complex "
+                                f"({_dtype(x)}); as in JAX, jacfwd needs real inputs. For a "
+                                f"holomorphic function pass holomorphic=True; otherwise use "
+                                f"gpuprop.jvp with tangents in the real and imaginary "
+                                f"directions")
 
         def f_flat(*xs):
             full = list(args)
@@ -282,6 +295,12 @@ def jacfwd(f, argnums=0, has_aux=False):
             out = f_flat(*leaves)
             out, aux = out if has_aux else (out, None)
         out_leaves, out_tree = tree_flatten(out)
+        if holomorphic:
+            for o in out_leaves:
+                if _dtype(o).kind != "c":
+                    raise TypeError(f"{name} with holomorphic=True: the function returns "
+                                    f"{_dtype(o)}; a holomorphic derivative needs complex "
+                                    f"outputs, as in JAX. Drop holomorphic=True")
 
         def block(o_index, o, x, cols):
             shape = shape_of(o) + shape_of(x)
@@ -300,10 +319,11 @@ def jacfwd(f, argnums=0, has_aux=False):
     return jac
 
 
-def hessian(f, argnums=0, has_aux=False):
+def hessian(f, argnums=0, has_aux=False, holomorphic=False):
     """Second derivatives, forward over reverse (jacfwd of jacrev), as JAX:
-    for a scalar f and an input leaf of shape T, an array of shape T + T."""
-    return jacfwd(jacrev(f, argnums, has_aux), argnums, has_aux)
+    for a scalar f and an input leaf of shape T, an array of shape T + T;
+    holomorphic=True for a complex f of complex inputs."""
+    return jacfwd(jacrev(f, argnums, has_aux, holomorphic), argnums, has_aux, holomorphic)
 
 
 def _from_host(x):

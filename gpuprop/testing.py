@@ -1,5 +1,5 @@
 """check_grads: compare forward- and reverse-mode derivatives with central
-finite differences, in float64, to any order.
+finite differences, in float64 (complex128 for complex values), to any order.
 
 For random directions v (inputs) and u (outputs): forward mode's J v (jvp)
 and the finite differences' J v must agree along u, and reverse mode must
@@ -9,6 +9,11 @@ their inputs: (x, u) -> J(x)^T u in both modes (forward over reverse and
 reverse over reverse; the cotangent is an input too, so a backward rule whose
 own derivative in the cotangent is wrong is caught), and (x, v) -> J(x) v
 (forward over forward, reverse over forward).
+
+Complex values follow JAX's convention: directions v and u are complex for
+complex leaves (so finite differences step in the real and imaginary
+directions at once), and the pairing is re(sum(a * b)), under which a VJP
+is the transpose of the JVP: re<u, J v> = re<J^T u, v>.
 """
 import numpy as np
 
@@ -21,19 +26,32 @@ from .tree import tree_flatten, tree_unflatten
 MODES = ("fwd", "rev")
 
 
+def _dtype(x):
+    return np.dtype(x.dtype if hasattr(x, "dtype") else np.result_type(x))
+
+
 def _host(x):
-    return np.asarray(backend.to_host(x), dtype=np.float64)
+    """x on the host in float64, or complex128 if it is complex."""
+    return np.asarray(backend.to_host(x),
+                      dtype=np.complex128 if _dtype(x).kind == "c" else np.float64)
 
 
 def _inner(a_leaves, b_leaves):
-    """Sum of the elementwise products over the floating leaves (integer
-    outputs have no derivative: their tangents are float0)."""
-    return float(sum(np.sum(_host(a) * _host(b)) for a, b in zip(a_leaves, b_leaves)
+    """The real part of the sum of the elementwise products over the inexact
+    leaves (integer outputs have no derivative: their tangents are float0)."""
+    return float(sum(np.sum(_host(a) * _host(b)).real for a, b in zip(a_leaves, b_leaves)
                      if _is_float(a) and _is_float(b)))
 
 
 def _is_float(x):
-    return np.dtype(x.dtype if hasattr(x, "dtype") else np.result_type(x)).kind == "f"
+    return _dtype(x).kind in "fc"
+
+
+def _direction(rng, like):
+    """A random direction of `like`'s shape, complex if `like` is."""
+    shape = shape_of(like)
+    v = rng.standard_normal(shape)
+    return v + 1j * rng.standard_normal(shape) if _dtype(like).kind == "c" else v
 
 
 def _float_positions(leaves):
@@ -44,8 +62,8 @@ def check_grads(f, args, order=2, modes=MODES, eps=1e-4, atol=1e-5, rtol=1e-5, s
     """Check f's derivatives at `args` (a tuple) up to `order`, in `modes`
     ("fwd", "rev" or both).
 
-    Floating leaves of args are converted to float64 on the active backend and
-    differentiated; other leaves (integer index arrays, ...) are held fixed.
+    Floating leaves of args are converted to float64 (complex ones to
+    complex128) on the active backend and differentiated; other leaves (integer index arrays, ...) are held fixed.
     Raises AssertionError naming the order, the mode and both values on a
     mismatch."""
     modes = tuple(modes)
@@ -70,8 +88,8 @@ def check_grads(f, args, order=2, modes=MODES, eps=1e-4, atol=1e-5, rtol=1e-5, s
 def _check(f, xs, order, modes, eps, atol, rtol, rng, to_dev):
     out = f(*xs)
     out_leaves, out_tree = tree_flatten(out)
-    us = [to_dev(rng.standard_normal(shape_of(o))) for o in out_leaves]
-    vs = [to_dev(rng.standard_normal(shape_of(x))) for x in xs]
+    us = [to_dev(_direction(rng, o)) for o in out_leaves]
+    vs = [to_dev(_direction(rng, x)) for x in xs]
 
     def shifted(sign):
         return tree_flatten(f(*[x + sign * eps * v for x, v in zip(xs, vs)]))[0]

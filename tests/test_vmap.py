@@ -143,6 +143,10 @@ CASES = {
     "eigh": (lambda a: gnp.linalg.eigh(a + gnp.swapaxes(a, -1, -2))[0], [(3, 3)]),
     "svd": (lambda a: gnp.linalg.svd(a, compute_uv=False), [(4, 3)]),
     "pinv": (lambda a: gnp.linalg.pinv(a), [(4, 3)]),
+    "fftn": (lambda x: gnp.fft.fft2(x) + gnp.fft.ifft(x, axis=0, norm="ortho"), [(3, 4)]),
+    "rfftn": (lambda x: gnp.fft.rfftn(x, axes=(1, 0)), [(3, 4)]),
+    "irfftn": (lambda x: gnp.fft.irfftn(gnp.fft.rfft(x, axis=0), s=(4, 3), axes=(1, 0)),
+               [(3, 4)]),
 }
 
 

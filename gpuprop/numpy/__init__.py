@@ -21,7 +21,7 @@ from .elementwise import (
     divmod, fmax, fmin, fabs, sinc, deg2rad, radians, rad2deg, degrees, nan_to_num, heaviside,
     copysign, trunc, signbit, bitwise_and, bitwise_or, bitwise_xor, left_shift,
     right_shift, bitwise_left_shift, bitwise_right_shift, nextafter, bitcast, invert,
-    bitwise_not)
+    bitwise_not, real, imag, conj, conjugate, angle, iscomplex, isreal, iscomplexobj, isrealobj)
 from .reductions import (sum, prod, cumsum, cumprod, mean, max, min, var, std, argmax, argmin,
                          diff, gradient, trapezoid)
 from .shape import (reshape, transpose, broadcast_to, swapaxes, moveaxis, squeeze,
@@ -32,8 +32,9 @@ from .shape import (reshape, transpose, broadcast_to, swapaxes, moveaxis, squeez
                     diagflat)
 from .products import (matmul, dot, inner, vdot, outer, kron, cross, tensordot, einsum, trace,
                        convolve, correlate)
-from . import linalg
-from .composites import logsumexp, logaddexp, logaddexp2, softmax, log_softmax, relu, softplus
+from . import linalg, fft
+from .composites import (logsumexp, logaddexp, logaddexp2, softmax, log_softmax, relu, softplus,
+                         real_if_close)
 from .selection import (argsort, sort, take_along_axis, partition, argpartition, quantile,
                         percentile, median, nansum, nanprod, nanmean, nanvar, nanstd, nanmax,
                         nanmin, nanargmax, nanargmin, select, nonzero, where, unique, at)
@@ -41,7 +42,7 @@ from . import creation
 from .creation import (
     asarray, array, zeros, ones, full, zeros_like, ones_like, full_like, arange,
     linspace, logspace, eye, shape, ndim, size, r_, c_, float32, float64, int32, int64, uint32, uint64,
-    bool_, pi, e,
+    complex64, complex128, bool_, pi, e,
     inf, nan, newaxis)
 
 amax, amin = max, min
@@ -88,6 +89,9 @@ def _install_tracer_methods():
     T.swapaxes = swapaxes
     T.repeat = repeat
     T.clip = clip
+    T.real = property(real)
+    T.imag = property(imag)
+    T.conj = T.conjugate = conj
     T.__array_ufunc__ = _array_ufunc
     T.__array_function__ = _array_function
 
@@ -114,7 +118,9 @@ def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
 
 
 def _array_function(self, func, types, args, kwargs):
-    f = globals().get(func.__name__)
+    # np.fft.fft(t) -> gnp.fft.fft; others by their name here
+    space = vars(fft) if func.__module__ == "numpy.fft" else globals()
+    f = space.get(func.__name__)
     # only the differentiable functions: creation functions would call NumPy again
     if not callable(f) or getattr(f, "__module__", "") in ("", creation.__name__) \
             or not f.__module__.startswith("gpuprop."):

@@ -13,6 +13,7 @@ from . import shape as sh
 float32, float64 = np.float32, np.float64
 int32, int64, bool_ = np.int32, np.int64, np.bool_
 uint32, uint64 = np.uint32, np.uint64
+complex64, complex128 = np.complex64, np.complex128
 pi, e, inf, nan, newaxis = np.pi, np.e, np.inf, np.nan, None
 
 

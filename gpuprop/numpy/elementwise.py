@@ -9,7 +9,7 @@ backward pass.
 import numpy as np
 
 from ..core import Primitive, ShapedArray, bind
-from ._base import batch_elementwise, broadcast_to, unbroadcast
+from ._base import batch_elementwise, broadcast_to, unbroadcast, zeros_like
 from ._rules import dtype_of, elementwise_aval
 
 
@@ -27,7 +27,10 @@ def _jvp_of(rules):
     """The JVP of an elementwise primitive, from its VJP rules: its Jacobian
     is diagonal, hence its own transpose, so each argument's term is its VJP
     rule applied to the tangent, with every array argument broadcast to the
-    output's shape first (so the rule's unbroadcast sums nothing)."""
+    output's shape first (so the rule's unbroadcast sums nothing).  With
+    complex values this holds under JAX's pairing re(sum(g * t)) for
+    holomorphic rules (g f'(z)) and for those of real outputs (re(c t), the
+    JVP trace keeping the real part of the tangent): see real, imag, abs."""
     def jvp(tangents, out, *args, **params):
         shape = getattr(out, "shape", ())
         full = [broadcast_to(a, shape) if hasattr(a, "shape") else a for a in args]
@@ -96,7 +99,18 @@ tanh_p = _prim("tanh", None,
 # 1/(1+exp(-x)) written through tanh: no overflow warning for large |x|
 logistic_p = _prim("logistic", lambda xp, x: xp.tanh(x * 0.5) * 0.5 + 0.5,
                    lambda g, out, x: multiply(g, multiply(out, subtract(1, out))))
-abs_p = _prim("abs", None, lambda g, out, x: multiply(g, sign(x)))
+
+
+def _abs_rule(g, out, x):
+    """Real x: g sign(x).  Complex x (as JAX): |z| is not holomorphic; its
+    derivative t -> re(conj(z) t) / |z| transposes to g conj(z) / |z|, taken
+    as 0 at z = 0 (where conj(z) is 0)."""
+    if np.dtype(dtype_of(x)).kind != "c":
+        return multiply(g, sign(x))
+    return multiply(g, divide(conj(x), where(equal(out, 0), 1.0, out)))
+
+
+abs_p = _prim("abs", None, _abs_rule)
 LN2, LN10 = float(np.log(2.0)), float(np.log(10.0))     # Python floats: float32 stays
 
 
@@ -117,8 +131,10 @@ sinh_p = _prim("sinh", None, lambda g, out, x: multiply(g, cosh(x)))
 cosh_p = _prim("cosh", None, lambda g, out, x: multiply(g, sinh(x)))
 arcsinh_p = _prim("arcsinh", None,
                   lambda g, out, x: divide(g, sqrt(add(multiply(x, x), 1))))
+# sqrt(x - 1) sqrt(x + 1), not sqrt(x*x - 1): the same for real x >= 1, and
+# the derivative of the principal branch for complex x
 arccosh_p = _prim("arccosh", None,
-                  lambda g, out, x: divide(g, sqrt(multiply(subtract(x, 1), add(x, 1)))))
+                  lambda g, out, x: divide(g, multiply(sqrt(subtract(x, 1)), sqrt(add(x, 1)))))
 arctanh_p = _prim("arctanh", None,
                   lambda g, out, x: divide(g, _one_minus_square(x)))
 log2_p = _prim("log2", None, lambda g, out, x: divide(g, multiply(x, LN2)))
@@ -147,6 +163,16 @@ def _hypot_rule(first):
 
 arctan2_p = _prim("arctan2", None, _arctan2_rule(True), _arctan2_rule(False))
 hypot_p = _prim("hypot", None, _hypot_rule(True), _hypot_rule(False))
+
+# ---- complex parts -------------------------------------------------------------
+# Not holomorphic: their derivatives are real-linear maps, and a VJP rule is
+# the transpose of the JVP under the pairing re(sum(cotangent * tangent)), as
+# in JAX.  re(t) transposes to g (made complex by the backward pass), im(t)
+# to -1j g, conj(t) to conj(g); each rule applied to a tangent, cut to the
+# real part where the output is real, is the JVP, as _jvp_of derives it.
+real_p = _prim("real", None, lambda g, out, x: g, view=True)
+imag_p = _prim("imag", None, lambda g, out, x: multiply(g, -1j), view=True)
+conj_p = _prim("conjugate", None, lambda g, out, x: conj(g))
 
 # ---- piecewise --------------------------------------------------------------
 sign_p = _prim("sign", None)        # derivative 0: no rule
@@ -290,6 +316,62 @@ def right_shift(x, y): return bind(right_shift_p, (x, y), {})
 def nextafter(x, y): return bind(nextafter_p, (x, y), {})
 
 
+def _is_complex(x):
+    return np.dtype(dtype_of(x)).kind == "c"
+
+
+def real(val):
+    """The real part (a real array is its own real part)."""
+    return bind(real_p, (val,), {}) if _is_complex(val) else val
+
+
+def imag(val):
+    """The imaginary part (zeros for a real array: a constant)."""
+    if _is_complex(val):
+        return bind(imag_p, (val,), {})
+    return zeros_like(val)
+
+
+def conj(x):
+    """The complex conjugate (a real array is its own)."""
+    return bind(conj_p, (x,), {}) if _is_complex(x) else x
+
+
+def angle(z, deg=False):
+    """The argument of z, arctan2(imag(z), real(z)), in radians (degrees
+    with deg=True); differentiable for complex z away from 0."""
+    a = arctan2(imag(z), real(z))
+    return multiply(a, 180 / np.pi) if deg else a
+
+
+def iscomplexobj(x):
+    """Whether x has a complex dtype (not whether any value has an imaginary part)."""
+    return _is_complex(x)
+
+
+def isrealobj(x):
+    return not _is_complex(x)
+
+
+def iscomplex(x):
+    """Where the imaginary part is nonzero (bool array)."""
+    return not_equal(imag(x), 0)
+
+
+def isreal(x):
+    """Where the imaginary part is zero (bool array)."""
+    return equal(imag(x), 0)
+
+
+def to_dtype(x, dtype):
+    """x as `dtype`; complex to real keeps the real part (a complex cotangent
+    of a real value, or tangent of a real output, as JAX), without NumPy's
+    ComplexWarning."""
+    if _is_complex(x) and np.dtype(dtype).kind != "c":
+        x = real(x)
+    return x if dtype_of(x) == dtype else astype(x, dtype)
+
+
 def bitcast(x, dtype):
     """The bits of x read as `dtype`, of the same width (x.view(dtype))."""
     dtype = np.dtype(dtype)
@@ -309,13 +391,22 @@ def _unary(prim):
     return f
 
 
-(negative, exp, log, log1p, expm1, sqrt, sin, cos, tanh, abs, sign, logical_not, isfinite,
+(negative, exp, log, log1p, expm1, sqrt, sin, cos, tanh, abs, _sign, logical_not, isfinite,
  isnan, tan, arcsin, arccos, arctan, sinh, cosh, arcsinh, arccosh, arctanh, log2, log10, exp2,
  floor, ceil, rint, trunc, signbit, invert) = map(_unary, (
     negative_p, exp_p, log_p, log1p_p, expm1_p, sqrt_p, sin_p, cos_p, tanh_p, abs_p, sign_p,
     logical_not_p, isfinite_p, isnan_p, tan_p, arcsin_p, arccos_p, arctan_p, sinh_p, cosh_p,
     arcsinh_p, arccosh_p, arctanh_p, log2_p, log10_p, exp2_p, floor_p, ceil_p, rint_p, trunc_p,
     signbit_p, invert_p))
+
+
+def sign(x):
+    """-1, 0 or 1 by the sign of x (derivative 0); for complex x NumPy 2's
+    z / |z| (0 at 0), which is differentiable."""
+    if not _is_complex(x):
+        return _sign(x)
+    r = abs(x)
+    return where(equal(r, 0), 0.0, divide(x, where(equal(r, 0), 1.0, r)))
 
 
 def square(x): return multiply(x, x)
@@ -358,7 +449,10 @@ def nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None):
     the dtype's largest and lowest finite values); the gradient passes where
     x is finite."""
     dt = np.dtype(dtype_of(x))
-    if dt.kind not in "fc":
+    if dt.kind == "c":      # each part on its own, as NumPy
+        return add(nan_to_num(real(x), copy, nan, posinf, neginf),
+                   multiply(nan_to_num(imag(x), copy, nan, posinf, neginf), 1j))
+    if dt.kind != "f":
         return x
     info = np.finfo(dt)
     hi = float(info.max) if posinf is None else posinf
@@ -415,6 +509,7 @@ def stop_gradient(x):
 
 true_divide = divide
 absolute = abs
+conjugate = conj
 mod = remainder
 radians, degrees = deg2rad, rad2deg
 sigmoid = logistic

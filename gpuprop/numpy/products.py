@@ -112,8 +112,8 @@ def inner(a, b):
 
 
 def vdot(a, b):
-    """The dot product of the flattened arrays (real arrays: no conjugate)."""
-    return inner(sh.ravel(a), sh.ravel(b))
+    """The dot product of the flattened arrays, conjugating a (as NumPy)."""
+    return inner(sh.ravel(ew.conj(a)), sh.ravel(b))
 
 
 def outer(a, b):

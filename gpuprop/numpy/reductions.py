@@ -229,8 +229,10 @@ def mean(x, axis=None, keepdims=False):
 
 
 def var(x, axis=None, keepdims=False, ddof=0):
+    """The mean squared distance from the mean: |d|^2 for complex x (real, as NumPy)."""
     d = ew.subtract(x, mean(x, axis, keepdims=True))
-    return ew.divide(sum(ew.multiply(d, d), axis, keepdims), _count(x, axis) - ddof)
+    sq = ew.real(ew.multiply(d, ew.conj(d))) if ew.iscomplexobj(d) else ew.multiply(d, d)
+    return ew.divide(sum(sq, axis, keepdims), _count(x, axis) - ddof)
 
 
 def std(x, axis=None, keepdims=False, ddof=0):
