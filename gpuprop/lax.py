@@ -67,9 +67,12 @@ def _flatten_args(args):
 
 
 def _same_types(what, first, other, where):
+    """(tree, avals) pairs of two sides that must agree."""
+    def say(side, pair):
+        return f"{side} gives {', '.join(map(str, pair[1])) or 'nothing'} (structure {pair[0]})"
     if first != other:
-        raise TypeError(f"{what}: {where[0]} gives {first} but {where[1]} gives {other}; "
-                        f"they must agree in pytree structure, shapes and dtypes")
+        raise TypeError(f"{what}: {say(where[0], first)} but {say(where[1], other)}; they "
+                        f"must agree in pytree structure, shapes and dtypes")
 
 
 # ---- cond and switch --------------------------------------------------------------------
@@ -125,7 +128,7 @@ switch_p = Primitive("switch", _branch_impl,
                      multiple_results=True)
 
 
-def switch(index, branches, *operands):
+def switch(index, branches, *operands, _names=None):
     """branches[index](*operands), index clamped to the branches (as JAX).
     Every branch must return the same pytree structure, shapes and dtypes."""
     branches = list(branches)
@@ -148,9 +151,10 @@ def switch(index, branches, *operands):
         progs.append(prog)
         trees.append(out_tree[0])
         caps.append(captured)
+    names = _names or [f"branch {k}" for k in range(len(progs))]
     for k in range(1, len(progs)):
-        _same_types("lax.switch/cond", (trees[0], _out_avals(progs[0])),
-                    (trees[k], _out_avals(progs[k])), ("branch 0", f"branch {k}"))
+        _same_types("lax.cond" if _names else "lax.switch", (trees[0], _out_avals(progs[0])),
+                    (trees[k], _out_avals(progs[k])), (names[0], names[k]))
     progs, extra = _share_captures(progs, caps, len(leaves))
     index = ew.astype(creation.asarray(index), np.int32)
     out = bind(switch_p, (index, *leaves, *extra), {"branches": tuple(progs)})
@@ -162,7 +166,7 @@ def cond(pred, true_fun, false_fun, *operands):
     if not core.tracing():
         return true_fun(*operands) if bool(pred) else false_fun(*operands)
     return switch(ew.astype(creation.asarray(pred), np.int32), [false_fun, true_fun],
-                  *operands)
+                  *operands, _names=("false_fun", "true_fun"))
 
 
 def _share_captures(progs, caps, n):
