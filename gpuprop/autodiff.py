@@ -78,11 +78,11 @@ class ReverseTrace(Trace):
             else:
                 primals.append(a)
                 parents.append(None)
+        if prim.multiple_results:
+            return self._record_multiple(prim, primals, params, parents)
         # at the first level the primals are concrete: skip bind's search
         out = (eval_primitive(prim, primals, params) if self.first_level
                else bind(prim, primals, params))
-        if prim.multiple_results:
-            return self._record_multiple(prim, primals, out, params, parents)
         if (not prim.differentiable or out.dtype.kind not in "fc"
                 or parents.count(None) == len(parents)):
             return ReverseTracer(self, out, None)
@@ -90,9 +90,14 @@ class ReverseTrace(Trace):
         self.tape.append(node)          # creation order is a topological order
         return ReverseTracer(self, out, node)
 
-    def _record_multiple(self, prim, primals, outs, params, parents):
+    def _record_multiple(self, prim, primals, params, parents):
         if not prim.differentiable or parents.count(None) == len(parents):
-            return [ReverseTracer(self, o, None) for o in outs]
+            return [ReverseTracer(self, o, None) for o in bind(prim, primals, params)]
+        if prim.vjp_forward is not None:    # the outputs, and what the VJP will need
+            outs, residuals = prim.vjp_forward(primals, params)
+            params = {**params, "residuals": residuals}
+        else:
+            outs = bind(prim, primals, params)
         node = _MultiNode(prim, primals, outs, params, parents)
         node.handles = [_Output() if _inexact(o) else None for o in outs]
         self.tape.append(node)

@@ -86,6 +86,9 @@ class Primitive:
     multiple_results  impl and abstract_eval give a list; then `vjp` is one
                  rule (gs, outs, *args, **params) -> a cotangent per argument,
                  `jvp` gives a tangent per output, `batch` lists of outs and dims
+    vjp_forward(primals, params) -> (outs, residuals): how reverse mode runs a
+                 primitive with several results when it records it, keeping
+                 what the VJP needs (passed to it as params["residuals"])
 
     What executors and passes need (keyword-only):
     backend_fn   impl is `xp.<name>(*args, **params)`: called by name, directly
@@ -102,7 +105,8 @@ class Primitive:
     """
 
     def __init__(self, name, impl, abstract_eval, vjp=None, vjp_variadic=None, *,
-                 jvp=None, linear=False, batch=None, multiple_results=False, backend_fn=False, ufunc=False, takes_out=False, method=None, view=False,
+                 jvp=None, linear=False, batch=None, multiple_results=False,
+                 vjp_forward=None, backend_fn=False, ufunc=False, takes_out=False, method=None, view=False,
                  reduce_ufunc=None, compose=None, is_identity=None, unit=None):
         self.name = name
         self.impl = impl
@@ -116,6 +120,7 @@ class Primitive:
         self.jvp = jvp
         self.batch = batch
         self.multiple_results = multiple_results
+        self.vjp_forward = vjp_forward
         self.backend_fn = backend_fn
         self.ufunc = ufunc
         self.takes_out = takes_out or self.ufunc

@@ -17,6 +17,8 @@ from . import backend, core
 from .autodiff import vjp
 from .batching import vmap
 from .compile import compile_program
+from .compile.executor import is_view
+from .compile.passes import dce
 from .core import Primitive, ShapedArray, bind
 from .forward import jvp
 from .ir import Var, eval_program
@@ -323,7 +325,7 @@ def _scan_jvp_body(body, cp, kp, xp_, num_consts, num_carry):
         k, kt = ks[:num_carry], ks[num_carry:]
         x, xt = xs[:len(x_av)], xs[len(x_av):]
         ins = c + k + x
-        pos = cp + [num_consts + i for i in kp] + [num_consts + num_carry + i for i in xp_]
+        pos = list(cp) + [num_consts + i for i in kp] + [num_consts + num_carry + i for i in xp_]
 
         def on(*moving):
             fullin = list(ins)
@@ -338,34 +340,46 @@ def _scan_jvp_body(body, cp, kp, xp_, num_consts, num_carry):
     return _trace(f"{body.name}_jvp", f, full)[0]
 
 
-def _scan_vjp(gs, outs, *args, body, length, reverse, num_consts, num_carry):
-    """A reverse scan over the carries the forward scan had before each step
-    (recomputed here: the residuals), each step the VJP of the body."""
+def _positions(consts, carry, xs, ys):
+    """Where the floating consts, carries, xs and ys are (what differentiates)."""
+    return tuple(tuple(i for i, v in enumerate(vs) if _inexact(v))
+                 for vs in (consts, carry, xs, ys))
+
+
+def _scan_parts(body, pos, num_consts, num_carry):
+    return _cached(body, ("scan_parts", pos, num_consts, num_carry),
+                   lambda: _scan_split(body, *pos, num_consts, num_carry))
+
+
+def _scan_vjp_forward(primals, params):
+    """The scan as reverse mode records it: its body also returns, stacked,
+    every value the backward body reads (the residuals), so the backward
+    pass recomputes nothing."""
+    body, num_consts, num_carry = params["body"], params["num_consts"], params["num_carry"]
+    consts, carry, xs = _split3(primals, num_consts, num_carry)
+    ys = _out_avals(body)[num_carry:]
+    forward = _scan_parts(body, _positions(consts, carry, xs, ys), num_consts, num_carry)[0]
+    res = bind(scan_p, primals, {**params, "body": forward})
+    n = num_carry + len(ys)
+    return res[:n], res[n:]
+
+
+def _scan_vjp(gs, outs, *args, body, length, reverse, num_consts, num_carry, residuals):
+    """A scan in the other direction over the residuals, each step the
+    backward half of the body's VJP."""
     consts, carry, xs = _split3(args, num_consts, num_carry)
-    # 1. the carry before each step, stacked
-    saver = _cached(body, ("scan_saver", num_consts, num_carry),
-                    lambda: _scan_saver(body, num_consts, num_carry))
-    saved = bind(scan_p, (*consts, *carry, *xs),
-                 {"body": saver, "length": length, "reverse": reverse,
-                  "num_consts": num_consts, "num_carry": num_carry})[num_carry:]
-    # 2. backward, in the other direction
-    cp = [i for i, c in enumerate(consts) if _inexact(c)]
-    kp = [i for i, k in enumerate(carry) if _inexact(k)]
-    xp_ = [i for i, x in enumerate(xs) if _inexact(x)]
-    ny = len(outs) - num_carry
-    fy = [j for j in range(ny) if _inexact(outs[num_carry + j])]
+    pos = _positions(consts, carry, xs, outs[num_carry:])
+    cp, kp, xp_, fy = pos
+    _, backward, xs_read = _scan_parts(body, pos, num_consts, num_carry)
     g_carry = [gs[i] if gs[i] is not None else _base.zeros_like(carry[i]) for i in kp]
     g_ys = [gs[num_carry + j] if gs[num_carry + j] is not None
             else _base.zeros_like(outs[num_carry + j]) for j in fy]
-    back = _cached(body, ("scan_vjp", tuple(cp), tuple(kp), tuple(xp_), tuple(fy),
-                          num_consts, num_carry),
-                   lambda: _scan_vjp_body(body, cp, kp, xp_, fy, num_consts, num_carry))
     res = bind(scan_p, (*consts, *g_carry, *[_base.zeros_like(consts[i]) for i in cp],
-                        *saved, *xs, *g_ys),
-               {"body": back, "length": length, "reverse": not reverse,
+                        *residuals, *[xs[i] for i in xs_read], *g_ys),
+               {"body": backward, "length": length, "reverse": not reverse,
                 "num_consts": num_consts, "num_carry": len(kp) + len(cp)})
-    ct_init, ct_consts, ct_xs = res[:len(kp)], res[len(kp):len(kp) + len(cp)], \
-        res[len(kp) + len(cp):]
+    ct_init, ct_consts, ct_xs = (res[:len(kp)], res[len(kp):len(kp) + len(cp)],
+                                 res[len(kp) + len(cp):])
     out = [None] * len(args)
     for i, c in zip(cp, ct_consts):
         out[i] = c
@@ -376,14 +390,52 @@ def _scan_vjp(gs, outs, *args, body, length, reverse, num_consts, num_carry):
     return out
 
 
-def _scan_saver(body, num_consts, num_carry):
-    """The body, also returning the carry it was given (stacked by the scan)."""
-    avals = [v.aval for v in body.invars]
-
-    def f(*a):
-        out = eval_program(body, *a)
-        return list(out[:num_carry]) + list(a[num_consts:num_consts + num_carry])
-    return _trace(f"{body.name}_saver", f, avals)[0]
+def _scan_split(body, cp, kp, xp_, fy, num_consts, num_carry):
+    """(forward body, backward body, which xs the backward body reads): the
+    body's VJP traced whole, its equations split by what they depend on.
+    Those that read the step's carry or x (the recomputed forward values) move
+    into a forward body, which returns the primal results then the values the
+    rest reads (the residuals, stacked by the scan); views of them and values
+    of the consts alone stay in the backward body, recomputed (they cost
+    nothing, or the same every step); an x it reads is read from xs itself."""
+    whole = _scan_vjp_body(body, cp, kp, xp_, fy, num_consts, num_carry)
+    ins = whole.invars
+    nx = len(body.invars) - num_consts - num_carry
+    ng = len(kp) + len(cp)
+    c_v = ins[:num_consts]
+    g_v = ins[num_consts:num_consts + ng]
+    k_v = ins[num_consts + ng:num_consts + ng + num_carry]
+    x_v = ins[num_consts + ng + num_carry:num_consts + ng + num_carry + nx]
+    gy_v = ins[num_consts + ng + num_carry + nx:]
+    fixed = set(c_v) | set(whole.consts)        # the same every step
+    step = set(k_v) | set(x_v)                  # this step's forward values
+    fwd, bwd = [], []
+    for e in whole.eqns:
+        reads = [v for v in e.inputs if isinstance(v, Var)]
+        if all(v in fixed for v in reads):
+            fixed.update(e.outs)
+            fwd.append(e)
+            bwd.append(e)
+        elif all(v in fixed or v in step for v in reads):
+            step.update(e.outs)
+            fwd.append(e)
+            if is_view(e):
+                bwd.append(e)
+        else:
+            bwd.append(e)
+    made = {o for e in bwd for o in e.outs} | fixed | set(g_v) | set(gy_v)
+    read = [v for e in bwd for v in e.inputs] + list(whole.outvars)
+    kept = list(dict.fromkeys(v for v in read if isinstance(v, Var) and v not in made))
+    saved = [v for v in kept if v not in x_v]
+    xs_read = [x_v.index(v) for v in kept if v in x_v]
+    program = type(whole)
+    values = program(c_v + k_v + x_v, whole.consts, fwd, saved, f"{body.name}_residuals")
+    forward = _trace(f"{body.name}_forward",
+                     lambda *a: list(eval_program(body, *a)) + list(eval_program(values, *a)),
+                     [v.aval for v in body.invars])[0]
+    backward = dce(program(c_v + g_v + saved + [x_v[i] for i in xs_read] + gy_v, whole.consts,
+                           bwd, whole.outvars, f"{body.name}_backward"))
+    return forward, backward, tuple(xs_read)
 
 
 def _scan_vjp_body(body, cp, kp, xp_, fy, num_consts, num_carry):
@@ -401,7 +453,7 @@ def _scan_vjp_body(body, cp, kp, xp_, fy, num_consts, num_carry):
         k, rest = rest[:num_carry], rest[num_carry:]
         x, g_y = rest[:len(x_av)], rest[len(x_av):]
         ins = consts + k + x
-        pos = cp + [num_consts + i for i in kp] + [num_consts + num_carry + i for i in xp_]
+        pos = list(cp) + [num_consts + i for i in kp] + [num_consts + num_carry + i for i in xp_]
 
         def on(*moving):
             fullin = list(ins)
@@ -437,7 +489,7 @@ def _scan_batch(prim, vals, dims, body, length, reverse, num_consts, num_carry):
 
 
 scan_p = Primitive("scan", _scan_impl, _scan_aval, vjp=_scan_vjp, jvp=_scan_jvp,
-                   batch=_scan_batch, multiple_results=True)
+                   batch=_scan_batch, multiple_results=True, vjp_forward=_scan_vjp_forward)
 
 
 def scan(f, init, xs=None, length=None, reverse=False):
