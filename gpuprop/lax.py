@@ -204,6 +204,18 @@ def _cached(prog, key, make):
     return per[key]
 
 
+def _partial(prog, ins, pos, pick=None):
+    """prog as a function of its inputs at `pos` only (the others held at
+    `ins`), returning its outputs (those at `pick`, if given)."""
+    def on(*moving):
+        full = list(ins)
+        for i, m in zip(pos, moving):
+            full[i] = m
+        out = eval_program(prog, *full)
+        return out if pick is None else [out[j] for j in pick]
+    return on
+
+
 def _jvp_program(prog, pos):
     """(*inputs, *tangents of the inputs at pos) -> tangents of the
     floating outputs."""
@@ -213,13 +225,7 @@ def _jvp_program(prog, pos):
 
         def f(*a):
             ins, ts = list(a[:n]), a[n:]
-
-            def on(*moving):
-                full = list(ins)
-                for i, m in zip(pos, moving):
-                    full[i] = m
-                return eval_program(prog, *full)
-            outs, touts = jvp(on, tuple(ins[i] for i in pos), tuple(ts))
+            outs, touts = jvp(_partial(prog, ins, pos), tuple(ins[i] for i in pos), tuple(ts))
             return [t for o, t in zip(outs, touts) if _inexact(o)]
         return _trace(f"{prog.name}_jvp", f, avals)[0]
     return _cached(prog, ("jvp", tuple(pos)), make)
@@ -235,14 +241,7 @@ def _vjp_program(prog, pos, gpos):
 
         def f(*a):
             ins, gs = list(a[:n]), list(a[n:])
-
-            def on(*moving):
-                full = list(ins)
-                for i, m in zip(pos, moving):
-                    full[i] = m
-                res = eval_program(prog, *full)
-                return [res[j] for j in gpos]
-            return list(vjp(on, *[ins[i] for i in pos])[1](gs))
+            return list(vjp(_partial(prog, ins, pos, gpos), *[ins[i] for i in pos])[1](gs))
         return _trace(f"{prog.name}_vjp", f, avals)[0]
     return _cached(prog, ("vjp", tuple(pos), tuple(gpos)), make)
 
@@ -326,13 +325,8 @@ def _scan_jvp_body(body, cp, kp, xp_, num_consts, num_carry):
         x, xt = xs[:len(x_av)], xs[len(x_av):]
         ins = c + k + x
         pos = list(cp) + [num_consts + i for i in kp] + [num_consts + num_carry + i for i in xp_]
-
-        def on(*moving):
-            fullin = list(ins)
-            for i, m in zip(pos, moving):
-                fullin[i] = m
-            return eval_program(body, *fullin)
-        outs, touts = jvp(on, tuple(ins[i] for i in pos), tuple(ct + kt + xt))
+        outs, touts = jvp(_partial(body, ins, pos), tuple(ins[i] for i in pos),
+                          tuple(ct + kt + xt))
         carry, ys = outs[:num_carry], outs[num_carry:]
         carry_t = [touts[i] for i in kp]
         ys_t = [t for y, t in zip(ys, touts[num_carry:]) if _inexact(y)]
@@ -454,14 +448,8 @@ def _scan_vjp_body(body, cp, kp, xp_, fy, num_consts, num_carry):
         x, g_y = rest[:len(x_av)], rest[len(x_av):]
         ins = consts + k + x
         pos = list(cp) + [num_consts + i for i in kp] + [num_consts + num_carry + i for i in xp_]
-
-        def on(*moving):
-            fullin = list(ins)
-            for i, m in zip(pos, moving):
-                fullin[i] = m
-            out = eval_program(body, *fullin)
-            return [out[i] for i in kp] + [out[num_carry + j] for j in fy]
-        cts = vjp(on, *[ins[i] for i in pos])[1](g_k + g_y)
+        pick = list(kp) + [num_carry + j for j in fy]
+        cts = vjp(_partial(body, ins, pos, pick), *[ins[i] for i in pos])[1](g_k + g_y)
         dc, dk, dx = cts[:len(cp)], cts[len(cp):len(cp) + len(kp)], cts[len(cp) + len(kp):]
         return list(dk) + [ew.add(a_, d) for a_, d in zip(acc, dc)] + list(dx)
     return _trace(f"{body.name}_vjp", f, full)[0]
@@ -588,13 +576,7 @@ def _while_jvp_body(body, bp, kp, nb, nk):
         k, kt = list(a[nb + len(bp):nb + len(bp) + nk]), list(a[nb + len(bp) + nk:])
         ins = b + k
         pos = bp + [nb + i for i in kp]
-
-        def on(*moving):
-            fullin = list(ins)
-            for i, m in zip(pos, moving):
-                fullin[i] = m
-            return eval_program(body, *fullin)
-        outs, touts = jvp(on, tuple(ins[i] for i in pos), tuple(bt + kt))
+        outs, touts = jvp(_partial(body, ins, pos), tuple(ins[i] for i in pos), tuple(bt + kt))
         return list(outs) + [touts[i] for i in kp]
     return _trace(f"{body.name}_jvp", f, full)[0]
 
