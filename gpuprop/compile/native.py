@@ -304,13 +304,20 @@ class Plan:
         self.steps, self.kinds = [], []
         for eqns, kernel in fusion.kernels(prog, fusion.exact):
             e = eqns[0]
-            if kernel is not None:
+            if kernel is not None and _native_loop(kernel):
                 self._add(executor.Step(kernel=kernel), "loop")
+            elif kernel is not None:
+                for e in eqns:
+                    single = fusion.Kernel([e], {e.out})
+                    if _native_loop(single):
+                        self._add(executor.Step(kernel=single), "loop")
+                    else:
+                        self._add(executor.Step(eqn=e), None)
             elif e.prim.multiple_results:
                 self._add(executor.Step(eqn=e), None)
             elif e.out in folded:
                 continue
-            elif fusion.exact(e):
+            elif fusion.exact(e) and _native_loop(fusion.Kernel([e], {e.out})):
                 self._add(executor.Step(kernel=fusion.Kernel([e], {e.out})), "loop")
             elif e in gemms:
                 st = executor.Step(eqn=e)
@@ -541,6 +548,28 @@ class Segment:
                 f"npy_intp s_[] = {{{', '.join(steps)}}}; {lp}(a_, &n_, s_, {lp}_data); }}")
 
 
+def _bias_split(k):
+    """When every input of kernel k has k's shape, one element, or k's
+    trailing axes from some axis on only (a bias): that axis (None: some
+    input broadcasts otherwise)."""
+    S = tuple(k.shape)
+    padded = [(1,) * (len(S) - len(v.aval.shape)) + tuple(v.aval.shape) for v in k.inputs]
+    partial = [p for p in padded if p != S and size_of(p) != 1]
+    if not partial:
+        return len(S)
+    split = max(next(d for d, n in enumerate(p) if n != 1) for p in partial)
+    if any(p[split:] != S[split:] or size_of(p[:split]) != 1 for p in partial):
+        return None
+    return split
+
+
+def _native_loop(k):
+    """Whether kernel k runs well as a native loop: small, or vectorising
+    (no input broadcast but as a bias); a large group that indexes a
+    broadcast input by division is left to NumPy's broadcasting loops."""
+    return cpu.accepts(k) or _bias_split(k) is not None
+
+
 def _loop_function(k):
     """The C function of kernel k.  When every input either has k's shape,
     one element, or k's trailing axes only (a bias), two nested loops whose
@@ -548,9 +577,8 @@ def _loop_function(k):
     indexes a broadcast input by division."""
     S = tuple(k.shape)
     padded = [(1,) * (len(S) - len(v.aval.shape)) + tuple(v.aval.shape) for v in k.inputs]
-    partial = [p for p in padded if p != S and size_of(p) != 1]
-    split = max((next(d for d, n in enumerate(p) if n != 1) for p in partial), default=None)
-    if split is None or any(p[split:] != S[split:] or size_of(p[:split]) != 1 for p in partial):
+    split = _bias_split(k)
+    if split is None or split == len(S):
         return k.cpp_function()
     outer, inner = size_of(S[:split]), size_of(S[split:])
     pointers = "".join(f"  const {CT[v.aval.dtype.name]}* p_in{i} = "
