@@ -14,7 +14,7 @@ import itertools
 import numpy as np
 
 from . import backend, core
-from .core import (NaNError, PrimalTracer, Trace, Tracer, bind, eval_primitive, new_main,
+from .core import (NaNError, PrimalTracer, Trace, Tracer, bind, eval_primitive, inexact, new_main,
                    shape_of, size_of)
 from .numpy import elementwise as ew
 from .numpy._base import zeros_like
@@ -99,7 +99,7 @@ class ReverseTrace(Trace):
         else:
             outs = bind(prim, primals, params)
         node = _MultiNode(prim, primals, outs, params, parents)
-        node.handles = [_Output() if _inexact(o) else None for o in outs]
+        node.handles = [_Output() if inexact(o) else None for o in outs]
         self.tape.append(node)
         return [ReverseTracer(self, o, h) for o, h in zip(outs, node.handles)]
 
@@ -121,7 +121,7 @@ class ReverseTrace(Trace):
             return fun(*xs), xs
 
         def bwd(xs, g):
-            pos = [i for i, x in enumerate(xs) if _inexact(x)]
+            pos = [i for i, x in enumerate(xs) if inexact(x)]
 
             def tangent_out(*ts):
                 full = [zeros_like(x) for x in xs]
@@ -145,7 +145,7 @@ class ReverseTrace(Trace):
             return fun(*xs), xs
 
         def bwd(xs, g):
-            pos = [i for i, x in enumerate(xs) if _inexact(x)]
+            pos = [i for i, x in enumerate(xs) if inexact(x)]
 
             def again(*ys):
                 full = list(xs)
@@ -210,10 +210,6 @@ class _CustomRule:
 class _Leaf:
     """The node of an input being differentiated (not on the tape)."""
     __slots__ = ()
-
-
-def _inexact(x):
-    return np.dtype(x.dtype if hasattr(x, "dtype") else np.result_type(x)).kind in "fc"
 
 
 def backward_pass(tape, roots, release):
@@ -401,7 +397,7 @@ def _scalar_output(name, out_primals, out_tree, holomorphic):
     out = out_primals[0]
     shape = shape_of(out)
     _check_output_dtype(name, out, holomorphic)
-    if shape != () or not _inexact(out):
+    if shape != () or not inexact(out):
         raise TypeError(f"{name}: the function must return a scalar (shape ()) of a "
                         f"floating dtype, got shape {shape} and dtype {out.dtype}; "
                         f"reduce it (e.g. gnp.sum or gnp.mean), or use gpuprop.vjp / "

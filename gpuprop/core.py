@@ -43,6 +43,16 @@ def size_of(shape):
     return int(np.prod(shape, dtype=np.int64))
 
 
+def dtype_of(x):
+    """The dtype of an array, tracer or Python scalar."""
+    return np.dtype(x.dtype if hasattr(x, "dtype") else np.result_type(x))
+
+
+def inexact(x):
+    """Whether x is floating or complex: what derivatives are taken of."""
+    return dtype_of(x).kind in "fc"
+
+
 def short_dtype(dtype):
     d = np.dtype(dtype)
     return {"f": "f", "i": "i", "u": "u", "b": "bool", "c": "c"}[d.kind] + (

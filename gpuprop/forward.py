@@ -10,8 +10,8 @@ import numpy as np
 
 from . import core
 from .autodiff import jacrev, vjp
-from .core import (PrimalTracer, ShapedArray, Trace, Tracer, bind, eval_primitive, new_main,
-                   shape_of, size_of)
+from .core import (PrimalTracer, ShapedArray, Trace, Tracer, bind, dtype_of, eval_primitive,
+                   inexact, new_main, shape_of, size_of)
 from .numpy import elementwise as ew
 from .numpy._base import zeros_like
 from .numpy.shape import reshape, stack
@@ -61,9 +61,9 @@ class JVPTrace(Trace):
             if all(t is None for t in tangents) or not prim.differentiable:
                 return out
             ts = prim.jvp(tangents, out, *primals, **params)
-            return [JVPTracer(self, o, t) if t is not None and _inexact(o) else o
+            return [JVPTracer(self, o, t) if t is not None and inexact(o) else o
                     for o, t in zip(out, ts)]
-        if all(t is None for t in tangents) or not _inexact(out) or (
+        if all(t is None for t in tangents) or not inexact(out) or (
                 not prim.differentiable and prim.jvp is None):
             return out      # a constant here: zero tangent
         rule = prim.jvp or _transposed_vjp(prim)
@@ -86,7 +86,7 @@ class JVPTrace(Trace):
             return fun(*primals)
         tangents = [t if t is not None else zeros_like(p) for p, t in zip(primals, tangents)]
         out, t = rule(primals, tangents)
-        return JVPTracer(self, out, t) if _inexact(out) else out
+        return JVPTracer(self, out, t) if inexact(out) else out
 
     concrete = staticmethod(core.concrete_primal)
 
@@ -121,18 +121,10 @@ def _transposed_vjp(prim):
     return jvp_rule
 
 
-def _dtype(x):
-    return np.dtype(x.dtype if hasattr(x, "dtype") else np.result_type(x))
-
-
-def _inexact(x):
-    return _dtype(x).kind in "fc"
-
-
 def check_tangent(name, where, p, t):
     """A tangent must match its primal: the same shape, and the same float
     dtype (float0 for an integer or boolean primal)."""
-    pd, td = _dtype(p), _dtype(t)
+    pd, td = dtype_of(p), dtype_of(t)
     if shape_of(p) != shape_of(t):
         raise ValueError(f"{name}: {where} has shape {shape_of(p)} and dtype {pd}, its "
                          f"tangent has shape {shape_of(t)} and dtype {td}; a tangent has its "
@@ -171,7 +163,7 @@ def jvp(f, primals, tangents, has_aux=False, **kwargs):
             for k, (x, dx) in enumerate(zip(pl, tl)):
                 check_tangent(name, f"primals[{i}]" + (f" leaf {k}" if ptd.kind else ""), x, dx)
                 x = _as_array(x)
-                leaves.append(JVPTracer(trace, x, dx) if _inexact(x) else x)
+                leaves.append(JVPTracer(trace, x, dx) if inexact(x) else x)
             args.append(tree_unflatten(ptd, leaves))
         result = f(*args, **kwargs)
         if has_aux:
@@ -202,7 +194,7 @@ def _primal_tangent(main, o):
     o = _as_array(o)
     if not hasattr(o, "dtype"):        # a Python int or bool
         return o, np.zeros((), float0)
-    return o, (zeros_like(o) if _inexact(o) else np.zeros(shape_of(o), float0))
+    return o, (zeros_like(o) if inexact(o) else np.zeros(shape_of(o), float0))
 
 
 class custom_jvp:
@@ -256,17 +248,17 @@ def jacfwd(f, argnums=0, has_aux=False, holomorphic=False):
         leaves, in_tree = tree_flatten(tuple(args[i] for i in nums))
         leaves = [_as_array(x) for x in leaves]
         for x in leaves:
-            if not _inexact(x):
+            if not inexact(x):
                 raise TypeError(f"{name}: the arguments in argnums {argnums} must be "
-                                f"floating point, got dtype {_dtype(x)}")
-            if holomorphic and _dtype(x).kind != "c":
+                                f"floating point, got dtype {dtype_of(x)}")
+            if holomorphic and dtype_of(x).kind != "c":
                 raise TypeError(f"{name} with holomorphic=True: an argument in argnums "
-                                f"{argnums} has dtype {_dtype(x)}; a holomorphic derivative "
+                                f"{argnums} has dtype {dtype_of(x)}; a holomorphic derivative "
                                 f"needs complex inputs, as in JAX. Pass complex values "
                                 f"(x + 0j), or drop holomorphic=True")
-            if not holomorphic and _dtype(x).kind == "c":
+            if not holomorphic and dtype_of(x).kind == "c":
                 raise TypeError(f"{name}: an argument in argnums {argnums} is complex "
-                                f"({_dtype(x)}); as in JAX, jacfwd needs real inputs. For a "
+                                f"({dtype_of(x)}); as in JAX, jacfwd needs real inputs. For a "
                                 f"holomorphic function pass holomorphic=True; otherwise use "
                                 f"gpuprop.jvp with tangents in the real and imaginary "
                                 f"directions")
@@ -282,7 +274,7 @@ def jacfwd(f, argnums=0, has_aux=False, holomorphic=False):
         for k, x in enumerate(leaves):
             cols = []
             for j in range(size_of(shape_of(x))):
-                basis = np.zeros(size_of(shape_of(x)), _dtype(x))
+                basis = np.zeros(size_of(shape_of(x)), dtype_of(x))
                 basis[j] = 1
                 ts = [zeros_like(y) for y in leaves]
                 ts[k] = reshape(_from_host(basis), shape_of(x))
@@ -297,15 +289,15 @@ def jacfwd(f, argnums=0, has_aux=False, holomorphic=False):
         out_leaves, out_tree = tree_flatten(out)
         if holomorphic:
             for o in out_leaves:
-                if _dtype(o).kind != "c":
+                if dtype_of(o).kind != "c":
                     raise TypeError(f"{name} with holomorphic=True: the function returns "
-                                    f"{_dtype(o)}; a holomorphic derivative needs complex "
+                                    f"{dtype_of(o)}; a holomorphic derivative needs complex "
                                     f"outputs, as in JAX. Drop holomorphic=True")
 
         def block(o_index, o, x, cols):
             shape = shape_of(o) + shape_of(x)
             if not cols:
-                return zeros_like(ShapedArray(shape, _dtype(o)))
+                return zeros_like(ShapedArray(shape, dtype_of(o)))
             return reshape(stack([c[o_index] for c in cols], axis=-1), shape)
 
         per_out = []

@@ -21,8 +21,8 @@ import numpy as np
 
 from . import backend, core
 from .backend import PY_SCALARS
-from .core import ShapedArray, Tracer
-from .forward import _inexact, check_tangent, float0, jvp
+from .core import ShapedArray, Tracer, inexact
+from .forward import check_tangent, float0, jvp
 from .compile import compile_program
 from .staging import arg_names, stage
 from .tree import tree_builder, tree_flatten, tree_leaves_with_path, tree_unflatten
@@ -49,7 +49,7 @@ def linearize(f, *primals):
     computed again, however often f_jvp is called."""
     name = f"linearize({getattr(f, '__name__', 'f')})"
     leaves, in_tree = tree_flatten(primals)
-    floats = [i for i, x in enumerate(leaves) if _inexact(x)]
+    floats = [i for i, x in enumerate(leaves) if inexact(x)]
     saved = {}
 
     def tangent_map(*float_tangents):

@@ -19,7 +19,7 @@ from .batching import vmap
 from .compile import compile_program
 from .compile.executor import is_view
 from .compile.passes import dce
-from .core import Primitive, ShapedArray, bind
+from .core import Primitive, ShapedArray, bind, inexact
 from .forward import jvp
 from .ir import Var, eval_program
 from .numpy import _base, creation, elementwise as ew, reductions as red
@@ -59,10 +59,6 @@ def _run(prog, args):
     return run(list(args))
 
 
-def _inexact(x):
-    return np.dtype(getattr(x, "dtype", None) or np.result_type(x)).kind in "fc"
-
-
 def _flatten_args(args):
     leaves, tree = tree_flatten(args)
     return [creation.asarray(x) for x in leaves], tree
@@ -88,11 +84,11 @@ def _branch_jvp(tangents, outs, index, *ops, branches):
     touts = bind(switch_p, (index, *ops, *[tangents[1 + i] for i in pos]),
                  {"branches": tuple(_jvp_program(b, pos) for b in branches)})
     it = iter(touts)
-    return [next(it) if _inexact(o) else None for o in outs]
+    return [next(it) if inexact(o) else None for o in outs]
 
 
 def _branch_vjp(gs, outs, index, *ops, branches):
-    pos = [i for i, x in enumerate(ops) if _inexact(x)]
+    pos = [i for i, x in enumerate(ops) if inexact(x)]
     gpos = [j for j, g in enumerate(gs) if g is not None]
     cts = bind(switch_p, (index, *ops, *[gs[j] for j in gpos]),
                {"branches": tuple(_vjp_program(b, pos, gpos) for b in branches)})
@@ -226,7 +222,7 @@ def _jvp_program(prog, pos):
         def f(*a):
             ins, ts = list(a[:n]), a[n:]
             outs, touts = jvp(_partial(prog, ins, pos), tuple(ins[i] for i in pos), tuple(ts))
-            return [t for o, t in zip(outs, touts) if _inexact(o)]
+            return [t for o, t in zip(outs, touts) if inexact(o)]
         return _trace(f"{prog.name}_jvp", f, avals)[0]
     return _cached(prog, ("jvp", tuple(pos)), make)
 
@@ -286,9 +282,9 @@ def _scan_jvp(tangents, outs, *args, body, length, reverse, num_consts, num_carr
     carries and xs ride along as consts, carries and xs."""
     consts, carry, xs = _split3(args, num_consts, num_carry)
     cts, kts, xts = _split3(tangents, num_consts, num_carry)
-    cp = [i for i, c in enumerate(consts) if _inexact(c)]
-    kp = [i for i, k in enumerate(carry) if _inexact(k)]
-    xp_ = [i for i, x in enumerate(xs) if _inexact(x)]
+    cp = [i for i, c in enumerate(consts) if inexact(c)]
+    kp = [i for i, k in enumerate(carry) if inexact(k)]
+    xp_ = [i for i, x in enumerate(xs) if inexact(x)]
     fill = lambda ts, vs, ps: [ts[i] if ts[i] is not None else _base.zeros_like(vs[i])  # noqa: E731
                                for i in ps]
     jbody = _cached(body, ("scan_jvp", tuple(cp), tuple(kp), tuple(xp_), num_consts,
@@ -305,7 +301,7 @@ def _scan_jvp(tangents, outs, *args, body, length, reverse, num_consts, num_carr
     touts = [None] * len(outs)
     for i, t in zip(kp, new_carry_t):
         touts[i] = t
-    fy = [j for j in range(ny) if _inexact(outs[num_carry + j])]
+    fy = [j for j in range(ny) if inexact(outs[num_carry + j])]
     for j, t in zip(fy, ys_t):
         touts[num_carry + j] = t
     return touts
@@ -329,14 +325,14 @@ def _scan_jvp_body(body, cp, kp, xp_, num_consts, num_carry):
                           tuple(ct + kt + xt))
         carry, ys = outs[:num_carry], outs[num_carry:]
         carry_t = [touts[i] for i in kp]
-        ys_t = [t for y, t in zip(ys, touts[num_carry:]) if _inexact(y)]
+        ys_t = [t for y, t in zip(ys, touts[num_carry:]) if inexact(y)]
         return list(carry) + carry_t + list(ys) + ys_t
     return _trace(f"{body.name}_jvp", f, full)[0]
 
 
 def _positions(consts, carry, xs, ys):
     """Where the floating consts, carries, xs and ys are (what differentiates)."""
-    return tuple(tuple(i for i, v in enumerate(vs) if _inexact(v))
+    return tuple(tuple(i for i, v in enumerate(vs) if inexact(v))
                  for vs in (consts, carry, xs, ys))
 
 
@@ -547,8 +543,8 @@ def _while_impl(xp, *args, cond, body, num_cond, num_body):
 def _while_jvp(tangents, outs, *args, cond, body, num_cond, num_body):
     cc, bc, carry = _split3(args, num_cond, num_body)
     _, bts, kts = _split3(tangents, num_cond, num_body)
-    bp = [i for i, c in enumerate(bc) if _inexact(c)]
-    kp = [i for i, k in enumerate(carry) if _inexact(k)]
+    bp = [i for i, c in enumerate(bc) if inexact(c)]
+    kp = [i for i, k in enumerate(carry) if inexact(k)]
     nb, nk = len(bc), len(carry)
     jbody = _cached(body, ("while_jvp", tuple(bp), tuple(kp), nb), lambda: _while_jvp_body(
         body, bp, kp, nb, nk))

@@ -58,10 +58,10 @@ def record_shares(trainer):
     """The rows this rank computes on, and its weight, at each step."""
     step, rows, weights = trainer._parallel_step, [], []
 
-    def recording(params, opt_state, x, y, weight):
+    def recording(params, opt_state, x, y, weight, *extra):
         rows.append(len(x))
         weights.append(weight)
-        return step(params, opt_state, x, y, weight)
+        return step(params, opt_state, x, y, weight, *extra)
     trainer._parallel_step = recording
     return rows, weights
 

@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..backend import PY_SCALARS
-from ..core import ShapedArray, shape_of, short_dtype
+from ..core import ShapedArray, dtype_of, shape_of, short_dtype  # noqa: F401 (dtype_of: for the families)
 
 
 def describe(x):
@@ -43,10 +43,6 @@ def elementwise_aval(name, impl):
 
 def ndim_of(x):
     return len(getattr(x, "shape", ()))
-
-
-def dtype_of(x):
-    return x.dtype if hasattr(x, "dtype") else np.result_type(x)
 
 
 def normalize_axis(name, axis, ndim):
