@@ -61,7 +61,6 @@ class ReverseTrace(Trace):
     def __init__(self, main):
         super().__init__(main)
         self.tape = main.data               # the nodes, in creation order
-        self.first_level = main.level == 1  # primals are arrays: evaluate directly
 
     def pure(self, val):
         return ReverseTracer(self, val, None)

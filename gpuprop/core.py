@@ -267,6 +267,9 @@ class Trace:
 
     def __init__(self, main):
         self.main = main
+        # at the first level every value is concrete: a trace that computes
+        # values (grad, jvp) evaluates primitives directly, without bind's search
+        self.first_level = main.level == 1
 
     def pure(self, val):
         raise NotImplementedError

@@ -33,10 +33,6 @@ class JVPTracer(PrimalTracer):
 class JVPTrace(Trace):
     name = "jvp"
 
-    def __init__(self, main):
-        super().__init__(main)
-        self.first_level = main.level == 1  # primals are arrays: evaluate directly
-
     def pure(self, val):
         return JVPTracer(self, val, None)
 
