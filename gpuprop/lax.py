@@ -49,14 +49,15 @@ def _out_avals(prog):
 _runs = weakref.WeakKeyDictionary()     # Program -> {backend name: compiled run}
 
 
-def _run(prog, args):
-    """The program on concrete arrays, compiled once per backend."""
+def _compiled(prog):
+    """The program compiled for the active backend, once per backend: a
+    function of a list of concrete arrays."""
     runs = _runs.setdefault(prog, {})
     be = backend.current().name
     run = runs.get(be)
     if run is None:
         run = runs[be] = compile_program(prog)
-    return run(list(args))
+    return run
 
 
 def _flatten_args(args):
@@ -76,7 +77,7 @@ def _same_types(what, first, other, where):
 # ---- cond and switch --------------------------------------------------------------------
 def _branch_impl(xp, index, *ops, branches):
     i = min(max(int(index), 0), len(branches) - 1)
-    return _run(branches[i], ops)
+    return _compiled(branches[i])(list(ops))
 
 
 def _branch_jvp(tangents, outs, index, *ops, branches):
@@ -263,9 +264,10 @@ def _scan_impl(xp, *args, body, length, reverse, num_consts, num_carry):
     consts, carry, xs = _split3(args, num_consts, num_carry)
     avals = _out_avals(body)[num_carry:]
     ys = [xp.empty((length,) + a.shape, a.dtype) for a in avals]
+    run = _compiled(body)
     for t in (range(length - 1, -1, -1) if reverse else range(length)):
-        out = _run(body, consts + carry + [x[t] for x in xs])
-        carry = list(out[:num_carry])
+        out = run(consts + carry + [x[t] for x in xs])
+        carry = out[:num_carry]
         for buf, y in zip(ys, out[num_carry:]):
             buf[t] = y
     return carry + ys
@@ -535,8 +537,9 @@ def _scan_eager(f, init, xs, x_leaves, x_tree, n, reverse):
 # ---- while_loop and fori_loop ----------------------------------------------------------
 def _while_impl(xp, *args, cond, body, num_cond, num_body):
     cc, bc, carry = _split3(args, num_cond, num_body)
-    while bool(_run(cond, cc + carry)[0]):
-        carry = list(_run(body, bc + carry))
+    test, step = _compiled(cond), _compiled(body)
+    while bool(test(cc + carry)[0]):
+        carry = step(bc + carry)
     return carry
 
 
