@@ -539,12 +539,7 @@ class custom_vjp:
     def __call__(self, *args):
         if self.fwd is None:
             raise TypeError(f"custom_vjp {self.__name__}: call defvjp(fwd, bwd) first")
-        top = core.top_main(args)
-        if top is None:
-            return self.fun(*args)
-        trace = top.trace
-        return trace.process_custom_vjp(self.fun, self.fwd, self.bwd,
-                                        [trace.full_raise(a) for a in args])
+        return core.call_at_top(args, self.fun, "process_custom_vjp", self.fwd, self.bwd)
 
 
 def checkpoint(f, *, static_argnums=()):
@@ -570,11 +565,7 @@ def checkpoint(f, *, static_argnums=()):
                                 f"got {type(out).__name__}; checkpoint the computation of "
                                 f"each output separately")
             return out
-        top = core.top_main(leaves)
-        if top is None:
-            return flat(*leaves)
-        trace = top.trace
-        return trace.process_checkpoint(flat, [trace.full_raise(x) for x in leaves])
+        return core.call_at_top(leaves, flat, "process_checkpoint")
 
     wrapped.__name__ = f"checkpoint({name})"
     return wrapped

@@ -366,6 +366,17 @@ def top_main(args):
     return top
 
 
+def call_at_top(args, fun, process, *rules):
+    """fun(*args) when no transform traces args; else the highest level's
+    trace handles the call: its method named `process` (process_custom_vjp,
+    ...) gets fun, the rules, and the args raised to that level."""
+    top = top_main(args)
+    if top is None:
+        return fun(*args)
+    trace = top.trace
+    return getattr(trace, process)(fun, *rules, [trace.full_raise(a) for a in args])
+
+
 def bind(prim, args, params):
     top = top_main(args)
     if top is None:

@@ -220,11 +220,7 @@ class custom_jvp:
     def __call__(self, *args):
         if self.rule is None:
             raise TypeError(f"custom_jvp {self.__name__}: define its rule with defjvp first")
-        top = core.top_main(args)
-        if top is None:
-            return self.fun(*args)
-        trace = top.trace
-        return trace.process_custom_jvp(self.fun, self.rule, [trace.full_raise(a) for a in args])
+        return core.call_at_top(args, self.fun, "process_custom_jvp", self.rule)
 
 
 def jacfwd(f, argnums=0, has_aux=False, holomorphic=False):
